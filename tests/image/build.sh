@@ -39,6 +39,8 @@ for unit in getty.target systemd-udevd.service systemd-udev-trigger.service syst
 done
 echo "onprem-demo" >"$rootfs/etc/hostname"
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+# An empty package index must look stale, or apt cache_valid_time would trust it.
+touch -d "2000-01-01" "$rootfs/var/lib/apt/lists"
 
 tar -C "$rootfs" -c . | podman import \
   --change 'CMD ["/sbin/init"]' --change 'STOPSIGNAL SIGRTMIN+3' \

@@ -1,0 +1,71 @@
+# onprem.deepseek — developer entry points. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+COLL_ROOT := build/collections
+COLL_LINK := $(COLL_ROOT)/ansible_collections/onprem/deepseek
+SANITY_ROOT := build/sanity/ansible_collections/onprem/deepseek
+IMAGE ?= localhost/onprem-debian12-systemd:latest
+DEMO_NAME ?= onprem-demo
+export CONTAINERS_CONF := $(CURDIR)/molecule/containers.conf
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLL_ROOT)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help venv collection image demo demo-down test lint sanity units integration molecule bench build clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(BIN)/ansible-playbook: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/ansible-playbook ## Python virtualenv with ansible-core, the bundled collections and test tools
+
+collection: ## Link the checkout where Ansible looks for onprem.deepseek
+	@mkdir -p $(dir $(COLL_LINK))
+	@ln -sfn $(CURDIR) $(COLL_LINK)
+
+image: ## Build the Debian 12 systemd test image (debootstrap + podman import) if missing
+	bash tests/image/build.sh
+
+demo: venv collection image ## Start the demo container and deploy the whole stack onto it
+	bash tests/demo.sh up
+	$(BIN)/ansible-playbook -i inventories/demo site.yml
+
+demo-down: ## Remove the demo container
+	bash tests/demo.sh down
+
+test: venv collection image ## lint, sanity, units, integration, molecule; prints a summary line
+	bash tests/run.sh all
+
+lint: venv collection ## yamllint, ruff, ansible-lint (production profile)
+	bash tests/run.sh lint
+
+sanity: venv ## ansible-test sanity on a copy under ansible_collections/onprem/deepseek
+	bash tests/run.sh sanity
+
+units: venv ## ansible-test units
+	bash tests/run.sh units
+
+integration: venv collection ## pytest tests/integration (real services on loopback)
+	bash tests/run.sh integration
+
+molecule: venv collection image ## every molecule scenario
+	bash tests/run.sh molecule
+
+bench: venv collection image ## BENCH lines for every figure this machine can measure
+	bash tests/bench/run.sh
+
+build: venv ## ansible-galaxy collection build into build/
+	$(BIN)/ansible-galaxy collection build --force --output-path build/ .
+
+clean: demo-down ## Remove build outputs (keeps the virtualenv and the image)
+	rm -rf build tests/output .pytest_cache .ruff_cache
