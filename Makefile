@@ -16,10 +16,13 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLL_ROOT)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv collection image demo demo-down test lint sanity units integration molecule bench build clean
+.PHONY: help deps venv collection image demo demo-down test lint sanity units integration molecule bench build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## Install the Debian/Ubuntu packages the demo and the tests need (podman, debootstrap, venv, ...)
+	bash tests/setup-host.sh
 
 $(BIN)/ansible-playbook: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,14 +39,14 @@ collection: ## Link the checkout where Ansible looks for onprem.deepseek
 image: ## Build the Debian 12 systemd test image (debootstrap + podman import) if missing
 	bash tests/image/build.sh
 
-demo: venv collection image ## Start the demo container and deploy the whole stack onto it
+demo: deps venv collection image ## Start the demo container and deploy the whole stack onto it
 	bash tests/demo.sh up
 	$(BIN)/ansible-playbook -i inventories/demo site.yml
 
 demo-down: ## Remove the demo container
 	bash tests/demo.sh down
 
-test: venv collection image ## lint, sanity, units, integration, molecule; prints a summary line
+test: deps venv collection image ## lint, sanity, units, integration, molecule; prints a summary line
 	bash tests/run.sh all
 
 lint: venv collection ## yamllint, ruff, ansible-lint (production profile)
@@ -61,7 +64,7 @@ integration: venv collection ## pytest tests/integration (real services on loopb
 molecule: venv collection image ## every molecule scenario
 	bash tests/run.sh molecule
 
-bench: venv collection image ## BENCH lines for every figure this machine can measure
+bench: deps venv collection image ## BENCH lines for every figure this machine can measure
 	bash tests/bench/run.sh
 
 build: venv ## ansible-galaxy collection build into build/

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """NVML probe: the one seam between the collection and the NVIDIA driver.
@@ -67,9 +66,11 @@ DEVICE_FIELDS = (
 
 INIT_HINTS = {
     "NVMLError_LibraryNotFound": "libnvidia-ml.so.1 was not found: install the NVIDIA driver (nvidia_driver role)",
-    "NVMLError_DriverNotLoaded": "the NVIDIA kernel module is not loaded: check 'lsmod | grep nvidia' and dmesg, reboot after a driver install",
+    "NVMLError_DriverNotLoaded": (
+        "the NVIDIA kernel module is not loaded: check 'lsmod | grep nvidia' and dmesg, reboot after a driver install"),
     "NVMLError_NoPermission": "no permission to open /dev/nvidia*: run as root or add the user to the video group",
-    "NVMLError_LibRmVersionMismatch": "the NVIDIA library and kernel module versions differ: reboot to load the new kernel module",
+    "NVMLError_LibRmVersionMismatch": (
+        "the NVIDIA library and kernel module versions differ: reboot to load the new kernel module"),
 }
 
 
@@ -91,13 +92,13 @@ def cuda_version_text(value):
     """13000 -> '13.0', 12040 -> '12.4'."""
     if value is None:
         return None
-    return "%d.%d" % (value // 1000, (value % 1000) // 10)
+    return f"{value // 1000}.{(value % 1000) // 10}"
 
 
 def sysfs_pci_address(bus_id):
     """NVML's '00000000:18:00.0' -> sysfs '0000:18:00.0' (4-digit domain, lower case)."""
     domain, rest = bus_id.split(":", 1)
-    return ("%s:%s" % (domain[-4:], rest)).lower()
+    return (f"{domain[-4:]}:{rest}").lower()
 
 
 class GpuLost(Exception):
@@ -147,13 +148,13 @@ class NvmlProbe:
             return func(*args)
         except self.lib.NVMLError as err:
             if self._is_gpu_lost(err):
-                raise GpuLost(str(err))
+                raise GpuLost(str(err)) from err
             return None
 
     def _init_reason(self, err):
         hint = INIT_HINTS.get(type(err).__name__)
-        text = "NVML could not start (%s)" % err
-        return "%s: %s" % (text, hint) if hint else text
+        text = f"NVML could not start ({err})"
+        return f"{text}: {hint}" if hint else text
 
     def _shutdown(self):
         try:
@@ -167,7 +168,7 @@ class NvmlProbe:
         try:
             count = self.lib.nvmlDeviceGetCount()
         except self.lib.NVMLError as err:
-            return empty_result("NVML could not count the GPUs (%s)" % err)
+            return empty_result(f"NVML could not count the GPUs ({err})")
         result = empty_result("NVML found no NVIDIA GPU on this host" if count == 0 else None)
         result.update(self._system())
         handles = {}
@@ -211,8 +212,8 @@ class NvmlProbe:
     @staticmethod
     def _device_error(index, err, lost):
         if lost:
-            return "GPU %d is lost (%s): look for Xid 79 in dmesg, then reset, reseat or replace the GPU" % (index, err)
-        return "GPU %d could not be opened (%s)" % (index, err)
+            return f"GPU {index} is lost ({err}): look for Xid 79 in dmesg, then reset, reseat or replace the GPU"
+        return f"GPU {index} could not be opened ({err})"
 
     def _identity(self, handle):
         pci = self._query("nvmlDeviceGetPciInfo", handle)
@@ -223,7 +224,7 @@ class NvmlProbe:
             "uuid": to_text(self._query("nvmlDeviceGetUUID", handle)),
             "pci_bus_id": bus_id,
             "numa_node": self._numa_node(bus_id),
-            "compute_capability": "%d.%d" % tuple(capability) if capability else None,
+            "compute_capability": f"{capability[0]}.{capability[1]}" if capability else None,
         }
 
     def _memory(self, handle):

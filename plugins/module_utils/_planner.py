@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Capacity planner for the DeepSeek family on a set of GPU nodes.
@@ -107,7 +106,7 @@ class Model:
         size_gb = self.checkpoints.get(precision, (None, None))[1]
         if size_gb is not None:
             return size_gb * GB, "published checkpoint size"
-        return self.params_b * 1e9 * BYTES_PER_PARAM[precision], "estimated from %sB parameters" % fmt_num(self.params_b)
+        return self.params_b * 1e9 * BYTES_PER_PARAM[precision], f"estimated from {fmt_num(self.params_b)}B parameters"
 
 
 # DeepSeek-V3 / R1 shape, from config.json of deepseek-ai/DeepSeek-V3 (same in V3-0324, V3.1, R1, R1-0528):
@@ -168,7 +167,7 @@ class PlanError(ValueError):
 # -- small formatting helpers ---------------------------------------------------
 
 def fmt_num(value):
-    return ("%.2f" % value).rstrip("0").rstrip(".")
+    return (f"{value:.2f}").rstrip("0").rstrip(".")
 
 
 def gib(value_bytes):
@@ -176,7 +175,7 @@ def gib(value_bytes):
 
 
 def plural(count, word):
-    return "%d %s%s" % (count, word, "" if count == 1 else "s")
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 # -- inputs -------------------------------------------------------------------
@@ -187,7 +186,8 @@ def normalize_precision(precision):
     value = str(precision).strip().lower()
     value = PRECISION_ALIASES.get(value, value)
     if value not in BYTES_PER_PARAM:
-        raise PlanError("precision %r is not known; use one of %s" % (precision, ", ".join(sorted(BYTES_PER_PARAM))))
+        known = ", ".join(sorted(BYTES_PER_PARAM))
+        raise PlanError(f"precision {precision!r} is not known; use one of {known}")
     return value
 
 
@@ -203,8 +203,9 @@ def find_model(name):
 def custom_model(name, custom):
     """A model outside the catalog, from its parameter count and (optionally) attention shape."""
     if not custom.get("params_b"):
-        raise PlanError("model %r is not in the catalog (%s); give custom.params_b and a precision to plan it"
-                        % (name, ", ".join(CATALOG)))
+        known = ", ".join(CATALOG)
+        raise PlanError(f"model {name!r} is not in the catalog ({known}); "
+                        "give custom.params_b and a precision to plan it")
     attention = None
     shape = [custom.get(key) for key in ("num_layers", "num_attention_heads", "num_kv_heads", "head_dim")]
     if all(shape):
@@ -232,16 +233,17 @@ class Hardware:
         self.notes = notes
 
     def describe(self, nodes=None, gpus_per_node=None):
-        return "%s × %d × %s" % (plural(nodes or self.nodes, "node"), gpus_per_node or self.gpus_per_node, self.gpu_name)
+        nodes = plural(nodes or self.nodes, "node")
+        return f"{nodes} × {gpus_per_node or self.gpus_per_node} × {self.gpu_name}"
 
 
 def usable_devices(facts, notes, host_number):
     devices = []
     for device in facts.get("devices") or []:
         if device.get("error"):
-            notes.append("host %d: GPU %s left out: %s" % (host_number, device.get("index"), device["error"]))
+            notes.append(f"host {host_number}: GPU {device.get('index')} left out: {device['error']}")
         elif device.get("mig_mode_current"):
-            notes.append("host %d: GPU %s left out: MIG is enabled on it" % (host_number, device.get("index")))
+            notes.append(f"host {host_number}: GPU {device.get('index')} left out: MIG is enabled on it")
         elif device.get("memory_total_mib"):
             devices.append(device)
     return devices
@@ -255,18 +257,20 @@ def summarize_hardware(hosts):
         if devices:
             per_host.append(devices)
         else:
-            notes.append("host %d: no usable GPU (%s)" % (number, (facts or {}).get("reason") or "none listed"))
+            notes.append(f"host {number}: no usable GPU ({(facts or {}).get('reason') or 'none listed'})")
     if not per_host:
-        raise PlanError("no usable GPU in the gpu facts given: %s" % "; ".join(notes or ["the list is empty"]))
+        why = "; ".join(notes or ["the list is empty"])
+        raise PlanError(f"no usable GPU in the gpu facts given: {why}")
     every = [device for devices in per_host for device in devices]
     smallest = min(every, key=lambda device: device["memory_total_mib"])
     names = Counter(device.get("name") or "unknown GPU" for device in every)
     if len(names) > 1:
-        notes.append("mixed GPU models (%s): planned on the smallest, %s" % (", ".join(sorted(names)), smallest.get("name")))
-    counts = sorted(set(len(devices) for devices in per_host))
+        notes.append(f"mixed GPU models ({', '.join(sorted(names))}): planned on the smallest, {smallest.get('name')}")
+    counts = sorted({len(devices) for devices in per_host})
     if len(counts) > 1:
-        notes.append("nodes have %s GPUs: planned on %d per node" % ("/".join(str(c) for c in counts), counts[0]))
-    return Hardware(len(per_host), counts[0], smallest.get("name") or "unknown GPU", smallest["memory_total_mib"], notes)
+        notes.append(f"nodes have {'/'.join(str(c) for c in counts)} GPUs: planned on {counts[0]} per node")
+    name = smallest.get("name") or "unknown GPU"
+    return Hardware(len(per_host), counts[0], name, smallest["memory_total_mib"], notes)
 
 
 # -- layouts --------------------------------------------------------------------
@@ -281,18 +285,32 @@ class Layout:
         self.dp = dp
 
 
-def candidate_layouts(hardware, attention, engine):
-    """Smallest first: one node with growing TP (rest of the node as DP), then more nodes."""
-    layouts = []
+def candidate_layouts(hardware, model, engine):
+    """Smallest first: one node with growing TP (rest of the node as DP), then more nodes.
+
+    Mixture-of-experts models take the whole node in TP (with expert parallelism), the recipe the engines
+    document for DeepSeek-V3/R1; data-parallel replicas of an MoE model would share their experts.
+    """
+    attention = model.attention
     per_node = hardware.gpus_per_node
+    layouts = []
     for tp in range(1, per_node + 1):
-        if per_node % tp == 0 and (attention is None or attention.tp_allowed(tp)):
+        if per_node % tp or (model.moe and tp != per_node):
+            continue
+        if attention is None or attention.tp_allowed(tp):
             layouts.append(Layout(1, tp, dp=per_node // tp))
     for nodes in range(2, hardware.nodes + 1):
-        tp, pp = (per_node * nodes, 1) if engine == "sglang" else (per_node, nodes)
-        if (attention is None or (attention.tp_allowed(tp) and pp <= attention.num_layers)):
-            layouts.append(Layout(nodes, tp, pp=pp))
+        layout = multi_node_layout(nodes, per_node, engine)
+        if attention is None or (attention.tp_allowed(layout.tp) and layout.pp <= attention.num_layers):
+            layouts.append(layout)
     return layouts
+
+
+def multi_node_layout(nodes, per_node, engine):
+    """vLLM: TP inside a node, PP across nodes (Ray). SGLang: TP across all GPUs (--nnodes)."""
+    if engine == "sglang":
+        return Layout(nodes, per_node * nodes)
+    return Layout(nodes, per_node, pp=nodes)
 
 
 class Request:
@@ -301,13 +319,13 @@ class Request:
     def __init__(self, model, precision, engine, context_length, concurrency, gpu_memory_utilization, overhead_gib,
                  expert_parallel=True, head_address=None):
         if engine not in ENGINES:
-            raise PlanError("engine %r is not supported; use one of %s" % (engine, ", ".join(ENGINES)))
+            raise PlanError(f"engine {engine!r} is not supported; use one of {', '.join(ENGINES)}")
         if not 0 < gpu_memory_utilization <= 1:
-            raise PlanError("gpu_memory_utilization must be in (0, 1], got %s" % gpu_memory_utilization)
+            raise PlanError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
         if context_length < 1 or concurrency < 1:
             raise PlanError("context_length and concurrency must be at least 1")
         if overhead_gib < 0:
-            raise PlanError("overhead_gib must not be negative, got %s" % overhead_gib)
+            raise PlanError(f"overhead_gib must not be negative, got {overhead_gib}")
         self.model = model
         self.precision = precision
         self.engine = engine
@@ -321,7 +339,7 @@ class Request:
 
     @property
     def label(self):
-        return "%s %s" % (self.model.name, self.precision.upper())
+        return f"{self.model.name} {self.precision.upper()}"
 
 
 def evaluate(request, hardware, layout):
@@ -384,12 +402,12 @@ def args_by_rank(request, layout, args):
     if layout.nodes == 1:
         return [args]
     if request.engine == "vllm":
-        return [args] + [[] for _ in range(layout.nodes - 1)]
+        return [args] + [[] for rank in range(1, layout.nodes)]
     ranks = []
     for rank in range(layout.nodes):
         extra = ["--node-rank", str(rank)]
         if request.head_address:
-            extra += ["--dist-init-addr", "%s:%d" % (request.head_address, SGLANG_DIST_INIT_PORT)]
+            extra += ["--dist-init-addr", f"{request.head_address}:{SGLANG_DIST_INIT_PORT}"]
         ranks.append(args + extra)
     return ranks
 
@@ -397,29 +415,30 @@ def args_by_rank(request, layout, args):
 # -- reasons ----------------------------------------------------------------------
 
 def layout_text(layout, ep):
-    parts = ["TP %d" % layout.tp]
+    parts = [f"TP {layout.tp}"]
     if layout.pp > 1:
-        parts.append("PP %d" % layout.pp)
+        parts.append(f"PP {layout.pp}")
     if layout.dp > 1:
-        parts.append("DP %d" % layout.dp)
+        parts.append(f"DP {layout.dp}")
     text = " × ".join(parts)
-    return text + (" (EP %d)" % ep if ep > 1 else "")
+    return text + (f" (EP {ep})" if ep > 1 else "")
 
 
-def why_not(request, hardware, layout, numbers):
+def why_not(request, layout, numbers):
+    at = layout_text(layout, 1)
     if numbers["weights"] > numbers["usable"]:
-        return ("weights need %.1f GiB/GPU at %s, only %.1f GiB/GPU usable (%.1f GiB × %s − %s GiB overhead)"
-                % (gib(numbers["weights"]), layout_text(layout, 1), gib(numbers["usable"]), gib(numbers["memory"]),
-                   fmt_num(request.gpu_memory_utilization), fmt_num(request.overhead_gib)))
-    return ("%.1f GiB/GPU left for KV cache at %s holds ≈ %s tokens, %s × %d needed"
-            % (gib(max(numbers["room"], 0)), layout_text(layout, 1), "{:,}".format(numbers["tokens"]),
-               "{:,}".format(request.context_length), request.concurrency))
+        return (f"weights need {gib(numbers['weights']):.1f} GiB/GPU at {at}, only {gib(numbers['usable']):.1f} "
+                f"GiB/GPU usable ({gib(numbers['memory']):.1f} GiB × {fmt_num(request.gpu_memory_utilization)} − "
+                f"{fmt_num(request.overhead_gib)} GiB overhead)")
+    return (f"{gib(max(numbers['room'], 0)):.1f} GiB/GPU left for KV cache at {at} holds ≈ {numbers['tokens']:,} "
+            f"tokens, {request.context_length:,} × {request.concurrency} needed")
 
 
-def fits_text(request, layout, numbers, ep):
-    tokens = "" if numbers["tokens"] is None else " (≈ %s tokens%s)" % (
-        "{:,}".format(numbers["tokens"]), " per replica" if layout.dp > 1 else "")
-    return "fits, %s, %.1f GiB/GPU for KV cache%s" % (layout_text(layout, ep), gib(numbers["room"]), tokens)
+def fits_text(layout, numbers, ep):
+    tokens = ""
+    if numbers["tokens"] is not None:
+        tokens = f" (≈ {numbers['tokens']:,} tokens{' per replica' if layout.dp > 1 else ''})"
+    return f"fits, {layout_text(layout, ep)}, {gib(numbers['room']):.1f} GiB/GPU for KV cache{tokens}"
 
 
 # -- the plan ---------------------------------------------------------------------
@@ -434,17 +453,32 @@ def plan(model, hosts, precision=None, engine="vllm", context_length=DEFAULT_CON
     hardware = summarize_hardware(hosts)
     result = base_result(request, hardware)
     if resolved.max_context and context_length > resolved.max_context:
-        return finish(result, request, hardware, None, None, "context_length %s exceeds the model's %s" % (
-            "{:,}".format(context_length), "{:,}".format(resolved.max_context)), suggest)
-    layouts = candidate_layouts(hardware, resolved.attention, engine)
+        failure = f"context_length {context_length:,} exceeds the model's {resolved.max_context:,}"
+        return finish(result, request, hardware, None, None, failure, suggest)
+    layouts = candidate_layouts(hardware, resolved, engine)
     if not layouts:
-        return finish(result, request, hardware, None, None, "no tensor-parallel size fits %d GPUs per node and %d "
-                      "attention heads" % (hardware.gpus_per_node, resolved.attention.num_heads), suggest)
+        failure = (f"no tensor-parallel size fits {hardware.gpus_per_node} GPUs per node and "
+                   f"{resolved.attention.num_heads} attention heads")
+        return finish(result, request, hardware, None, None, failure, suggest)
     for layout in layouts:
         numbers = evaluate(request, hardware, layout)
         if numbers["fits"]:
-            return finish(result, request, hardware, layout, numbers, None, suggest)
-    return finish(result, request, hardware, layout, numbers, why_not(request, hardware, layout, numbers), suggest)
+            chosen, chosen_numbers = widen(request, hardware, layout, numbers, result["notes"])
+            return finish(result, request, hardware, chosen, chosen_numbers, None, suggest)
+    return finish(result, request, hardware, layout, numbers, why_not(request, layout, numbers), suggest)
+
+
+def widen(request, hardware, layout, numbers, notes):
+    """Spread a multi-node instance over every node when a second instance would not fit anyway (more KV room)."""
+    if layout.nodes in (1, hardware.nodes) or hardware.nodes // layout.nodes > 1:
+        return layout, numbers
+    wide = multi_node_layout(hardware.nodes, hardware.gpus_per_node, request.engine)
+    attention = request.model.attention
+    if attention is not None and not (attention.tp_allowed(wide.tp) and wide.pp <= attention.num_layers):
+        return layout, numbers
+    notes.append(f"{plural(layout.nodes, 'node')} would do; spread over all {plural(hardware.nodes, 'node')} "
+                 "since a second instance would not fit")
+    return wide, evaluate(request, hardware, wide)
 
 
 def base_result(request, hardware):
@@ -490,24 +524,24 @@ def finish(result, request, hardware, layout, numbers, failure, suggest):
             "kv_tokens": numbers["tokens"],
             "max_sequences": numbers["sequences"],
         })
-    head = "%s → %s" % (hardware.describe(), request.label)
+    head = f"{hardware.describe()} → {request.label}"
     if failure is None:
         result["fits"] = True
         result["instances"] = hardware.nodes // layout.nodes
         args = vllm_args(request, layout, ep) if request.engine == "vllm" else sglang_args(request, layout)
         result["engine_args"] = args
         result["engine_args_by_rank"] = args_by_rank(request, layout, args)
-        result["reason"] = "%s: %s" % (head, fits_text(request, layout, numbers, ep))
+        result["reason"] = f"{head}: {fits_text(layout, numbers, ep)}"
         add_notes(result, request, layout)
         return result
-    result["reason"] = "%s: does not fit: %s" % (head, failure)
+    result["reason"] = f"{head}: does not fit: {failure}"
     if suggest:
         result["suggestion"] = suggestion(request, hardware)
         if result["suggestion"]:
-            result["reason"] += "; smallest set of this GPU that holds it: %s" % result["suggestion"]["text"]
+            result["reason"] += f"; smallest set of this GPU that holds it: {result['suggestion']['text']}"
         else:
-            result["reason"] += "; no set up to %s × %d of this GPU holds it" % (plural(NODE_STEPS[-1], "node"),
-                                                                               GPUS_PER_NODE_STEPS[-1])
+            largest = f"{plural(NODE_STEPS[-1], 'node')} × {GPUS_PER_NODE_STEPS[-1]}"
+            result["reason"] += f"; no set up to {largest} of this GPU holds it"
     return result
 
 
@@ -518,10 +552,10 @@ def add_notes(result, request, layout):
     if request.engine == "sglang" and layout.nodes > 1 and not request.head_address:
         result["notes"].append("set head_address to get --dist-init-addr for each SGLang node rank")
     if not request.weights_source.startswith("published"):
-        result["notes"].append("weights %s" % request.weights_source)
+        result["notes"].append(f"weights {request.weights_source}")
     if request.model.name in CATALOG and request.precision not in request.model.checkpoints:
-        result["notes"].append("no %s checkpoint of %s in the catalog: use a community checkpoint or let the "
-                               "engine quantize at load time" % (request.precision, request.model.name))
+        result["notes"].append(f"no {request.precision} checkpoint of {request.model.name} in the catalog: "
+                               "use a community checkpoint or let the engine quantize at load time")
 
 
 def suggestion(request, hardware):
@@ -533,8 +567,8 @@ def suggestion(request, hardware):
                              expert_parallel=request.expert_parallel)
     if found is None:
         return None
-    nodes, per_node, _ = found
-    return {"nodes": nodes, "gpus_per_node": per_node, "text": "%s × %d" % (plural(nodes, "node"), per_node)}
+    nodes, per_node = found[:2]
+    return {"nodes": nodes, "gpus_per_node": per_node, "text": f"{plural(nodes, 'node')} × {per_node}"}
 
 
 def custom_of(model):
@@ -553,7 +587,7 @@ def synthetic_hosts(gpu_name, memory_mib, nodes, gpus_per_node):
     """gpu facts for ``nodes`` identical hosts, shaped like gpu_facts' output (only what the planner reads)."""
     devices = [{"index": i, "name": gpu_name, "memory_total_mib": memory_mib, "mig_mode_current": False,
                 "error": None} for i in range(gpus_per_node)]
-    return [{"count": gpus_per_node, "reason": None, "devices": [dict(d) for d in devices]} for _ in range(nodes)]
+    return [{"count": gpus_per_node, "reason": None, "devices": [dict(d) for d in devices]} for node in range(nodes)]
 
 
 def gpu_sets():
@@ -566,6 +600,6 @@ def smallest_gpu_set(model, precision, gpu_name, memory_mib, **options):
     for nodes, per_node in gpu_sets():
         result = plan(model, synthetic_hosts(gpu_name, memory_mib, nodes, per_node), precision=precision,
                       suggest=False, **options)
-        if result["fits"] and result["nodes_needed"] == nodes and result["tp"] * result["pp"] == nodes * per_node:
+        if result["fits"]:
             return nodes, per_node, result
     return None

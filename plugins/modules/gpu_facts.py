@@ -1,5 +1,3 @@
-#!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -10,15 +8,15 @@ DOCUMENTATION = r"""
 module: gpu_facts
 short_description: Gather NVIDIA GPU facts through NVML
 description:
-  - Reads every NVIDIA GPU on the host through NVML (the C{nvidia-ml-py} binding) and returns them as
-    C(ansible_facts.gpu): identity, memory, compute capability, ECC and remapped-row health, persistence
+  - Reads every NVIDIA GPU on the host through NVML (the C(nvidia-ml-py) binding) and returns them as
+    C(ansible_facts.gpu) - identity, memory, compute capability, ECC and remapped-row health, persistence
     and MIG modes, power limit, temperature, PCIe and NVLink state, and the pairwise topology.
   - A host without the binding, without a loaded driver or without a GPU gets C(gpu.count=0) and a
     C(gpu.reason) instead of an error, unless O(required=true).
   - Fields that a GPU, driver or binding does not support are returned as V(null).
   - Read-only; it changes nothing on the host.
 author:
-  - onprem.deepseek maintainers
+  - onprem.deepseek maintainers (@onprem)
 requirements:
   - nvidia-ml-py (the C(pynvml) module) on the managed host
   - an NVIDIA driver that provides C(libnvidia-ml.so.1)
@@ -59,7 +57,8 @@ EXAMPLES = r"""
 
 - name: Show the model and memory of each GPU
   ansible.builtin.debug:
-    msg: "{{ ansible_facts.gpu.devices | map(attribute='name') | zip(ansible_facts.gpu.devices | map(attribute='memory_total_mib')) | list }}"
+    msg: "GPU {{ item.index }}: {{ item.name }}, {{ item.memory_total_mib }} MiB"
+  loop: "{{ ansible_facts.gpu.devices }}"
 
 - name: Stop when an NVLink is down
   ansible.builtin.assert:
@@ -137,36 +136,56 @@ ansible_facts:
             name: {description: Product name., type: str, sample: "NVIDIA H100 80GB HBM3"}
             uuid: {description: GPU UUID., type: str, sample: "GPU-5f1c5a2e-8c1d-4d0e-9a3b-2b7d1e6f0a11"}
             pci_bus_id: {description: PCI bus id as NVML reports it., type: str, sample: "00000000:18:00.0"}
-            numa_node: {description: NUMA node of the PCI device; V(null) when the platform has none., type: int, sample: 0}
+            numa_node:
+              description: NUMA node of the PCI device; V(null) when the platform has none.
+              type: int
+              sample: 0
             memory_total_mib: {description: Framebuffer memory in MiB., type: int, sample: 81559}
             memory_used_mib: {description: Used framebuffer memory in MiB., type: int, sample: 1}
             memory_free_mib: {description: Free framebuffer memory in MiB., type: int, sample: 81005}
             compute_capability: {description: CUDA compute capability., type: str, sample: "9.0"}
             ecc_mode_current: {description: ECC enabled now., type: bool, sample: true}
             ecc_mode_pending: {description: ECC enabled after the next reset., type: bool, sample: true}
-            ecc_uncorrectable_volatile: {description: Uncorrectable ECC errors since the last driver load., type: int, sample: 0}
-            ecc_uncorrectable_aggregate: {description: Uncorrectable ECC errors over the GPU's life., type: int, sample: 0}
+            ecc_uncorrectable_volatile:
+              description: Uncorrectable ECC errors since the last driver load.
+              type: int
+              sample: 0
+            ecc_uncorrectable_aggregate:
+              description: Uncorrectable ECC errors over the GPU's life.
+              type: int
+              sample: 0
             remapped_rows_correctable: {description: Rows remapped for correctable errors., type: int, sample: 0}
             remapped_rows_uncorrectable: {description: Rows remapped for uncorrectable errors., type: int, sample: 0}
             remapped_rows_pending: {description: A row remap waits for a GPU reset., type: bool, sample: false}
-            remapped_rows_failure: {description: A row remap failed; the GPU needs service., type: bool, sample: false}
+            remapped_rows_failure:
+              description: A row remap failed; the GPU needs service.
+              type: bool
+              sample: false
             persistence_mode: {description: Persistence mode enabled., type: bool, sample: true}
             mig_mode_current: {description: MIG enabled now; V(null) on GPUs without MIG., type: bool, sample: false}
             mig_mode_pending: {description: MIG enabled after the next reset., type: bool, sample: false}
             power_limit_w: {description: Enforced power limit in watts., type: float, sample: 700.0}
             temperature_c: {description: GPU core temperature in degrees Celsius., type: int, sample: 33}
             pcie_gen_current: {description: Current PCIe link generation., type: int, sample: 5}
-            pcie_gen_max: {description: Highest PCIe generation of the GPU and the slot together., type: int, sample: 5}
+            pcie_gen_max:
+              description: Highest PCIe generation of the GPU and the slot together.
+              type: int
+              sample: 5
             pcie_width_current: {description: Current PCIe link width (lanes)., type: int, sample: 16}
             pcie_width_max: {description: Highest PCIe link width., type: int, sample: 16}
             nvlink_links_up: {description: NVLinks that are active., type: int, sample: 18}
-            nvlink_links_total: {description: NVLinks the GPU has; V(0) for a GPU without NVLink., type: int, sample: 18}
+            nvlink_links_total:
+              description: NVLinks the GPU has; V(0) for a GPU without NVLink.
+              type: int
+              sample: 18
             nvlink_to_nvswitch: {description: The first active NVLink ends at an NVSwitch., type: bool, sample: true}
-            error: {description: Why this GPU could not be read (for example it is lost); V(null) when it was read., type: str, sample: null}
+            error:
+              description: Why this GPU could not be read (for example it is lost); V(null) when it was read.
+              type: str
+              sample: null
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.onprem.deepseek.plugins.module_utils._nvml import (
     HAS_PYNVML,
     PYNVML_IMPORT_ERROR,
@@ -175,17 +194,17 @@ from ansible_collections.onprem.deepseek.plugins.module_utils._nvml import (
 
 
 def run_module(module, probe):
-    if not HAS_PYNVML and probe.lib is None and module.params["required"]:
+    if not HAS_PYNVML and module.params["required"]:
         module.fail_json(msg=missing_required_lib("nvidia-ml-py"), exception=PYNVML_IMPORT_ERROR)
     gpu = probe.collect()
     if module.params["required"] and gpu["count"] == 0:
-        module.fail_json(msg="No NVIDIA GPU could be read: %s" % gpu["reason"], ansible_facts={"gpu": gpu})
+        module.fail_json(msg=f"No NVIDIA GPU could be read: {gpu['reason']}", ansible_facts={"gpu": gpu})
     module.exit_json(changed=False, ansible_facts={"gpu": gpu})
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(required=dict(type="bool", default=False)),
+        argument_spec={"required": {"type": "bool", "default": False}},
         supports_check_mode=True,
     )
     run_module(module, NvmlProbe())

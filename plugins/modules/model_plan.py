@@ -1,5 +1,3 @@
-#!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -17,12 +15,12 @@ description:
   - Knows the DeepSeek family (V3, V3-0324, V3.1, R1, R1-0528 in FP8, BF16 and INT4/AWQ, and the six
     R1-Distill models) with their real attention shapes (MLA for V3/R1, GQA for the distills); other models
     are planned from O(custom).
-  - Pure computation, it reads nothing from the host; run it once on the controller
-    (C(delegate_to: localhost), C(run_once: true)).
+  - Pure computation, it reads nothing from the host. Run it once, on the controller, with
+    C(delegate_to=localhost) and C(run_once=true).
   - A plan that does not fit is a result (RV(plan.fits=false) with the reason and the smallest set of the same
     GPU that would hold the model), not a failure; the module fails only on input it cannot use.
 author:
-  - onprem.deepseek maintainers
+  - onprem.deepseek maintainers (@onprem)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -173,7 +171,9 @@ plan:
     reason:
       description: One line saying what was planned and why it fits or not.
       type: str
-      sample: "2 nodes × 8 × NVIDIA H100 80GB HBM3 → DeepSeek-R1 FP8: fits, TP 8 × PP 2 (EP 8), 27.5 GiB/GPU for KV cache (≈ 827,022 tokens)"
+      sample: >-
+        2 nodes × 8 × NVIDIA H100 80GB HBM3 → DeepSeek-R1 FP8: fits, TP 8 × PP 2 (EP 8),
+        27.5 GiB/GPU for KV cache (≈ 827,418 tokens)
     model: {description: Catalog name of the model., type: str, sample: DeepSeek-R1}
     precision: {description: Precision planned., type: str, sample: fp8}
     engine: {description: Engine the flags are for., type: str, sample: vllm}
@@ -182,7 +182,10 @@ plan:
     nodes_available: {description: Nodes with usable GPUs in O(gpu_facts)., type: int, sample: 2}
     gpus_per_node: {description: Usable GPUs per node (the smallest count seen)., type: int, sample: 8}
     nodes_needed: {description: Nodes one engine instance spans., type: int, sample: 2}
-    instances: {description: Engine instances the given nodes can run side by side; V(0) when it does not fit., type: int, sample: 1}
+    instances:
+      description: Engine instances the given nodes can run side by side; V(0) when it does not fit.
+      type: int
+      sample: 1
     tp: {description: Tensor-parallel size., type: int, sample: 8}
     pp: {description: Pipeline-parallel size., type: int, sample: 2}
     ep: {description: Expert-parallel size (V(1) when experts are not sharded)., type: int, sample: 8}
@@ -195,11 +198,21 @@ plan:
     weights_source: {description: Where that size comes from., type: str, sample: published checkpoint size}
     weights_per_gpu_gib: {description: Weights on each GPU., type: float, sample: 40.2}
     kv_cache_per_gpu_gib: {description: Memory left on each GPU for the KV cache., type: float, sample: 27.5}
-    kv_bytes_per_token_per_gpu: {description: KV-cache bytes one token takes on one GPU; V(null) when the shape is unknown., type: int, sample: 35712}
-    kv_tokens: {description: Tokens that fit in the KV cache of one replica; V(null) when the shape is unknown., type: int, sample: 827022}
-    max_sequences: {description: Sequences of O(context_length) tokens one engine instance holds at once., type: int, sample: 25}
+    kv_bytes_per_token_per_gpu:
+      description: KV-cache bytes one token takes on one GPU; V(null) when the shape is unknown.
+      type: int
+      sample: 35712
+    kv_tokens:
+      description: Tokens that fit in the KV cache of one replica; V(null) when the shape is unknown.
+      type: int
+      sample: 827418
+    max_sequences:
+      description: Sequences of O(context_length) tokens one engine instance holds at once.
+      type: int
+      sample: 25
     engine_args:
-      description: Parallelism, context and memory flags for the engine on node rank 0 (every node when one node suffices).
+      description:
+        - Parallelism, context and memory flags for the engine on node rank 0 (on every node when one node suffices).
       type: list
       elements: str
       sample: ["--tensor-parallel-size", "8", "--pipeline-parallel-size", "2", "--enable-expert-parallel",
@@ -211,7 +224,9 @@ plan:
       type: list
       elements: list
     suggestion:
-      description: When it does not fit, the smallest set of the same GPU that holds it (C(nodes), C(gpus_per_node), C(text)).
+      description:
+        - When it does not fit, the smallest set of the same GPU that holds it.
+        - Keys C(nodes), C(gpus_per_node) and C(text).
       type: dict
       sample: {"nodes": 2, "gpus_per_node": 8, "text": "2 nodes × 8"}
     notes:
@@ -221,35 +236,37 @@ plan:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.onprem.deepseek.plugins.module_utils._planner import PlanError, plan
+from ansible_collections.onprem.deepseek.plugins.module_utils._planner import (
+    PlanError,
+    plan,
+)
 
 
 def argument_spec():
-    return dict(
-        model=dict(type="str", required=True),
-        precision=dict(type="str", choices=["bf16", "fp16", "fp8", "int8", "int4", "awq"]),
-        gpu_facts=dict(type="list", elements="dict", required=True),
-        engine=dict(type="str", choices=["vllm", "sglang"], default="vllm"),
-        context_length=dict(type="int", default=32768),
-        concurrency=dict(type="int", default=1),
-        gpu_memory_utilization=dict(type="float", default=0.9),
-        overhead_gib=dict(type="float", default=4.0),
-        expert_parallel=dict(type="bool", default=True),
-        head_address=dict(type="str"),
-        custom=dict(
-            type="dict",
-            options=dict(
-                params_b=dict(type="float", required=True),
-                num_layers=dict(type="int"),
-                num_attention_heads=dict(type="int"),
-                num_kv_heads=dict(type="int"),
-                head_dim=dict(type="int"),
-                max_context=dict(type="int"),
-                moe=dict(type="bool", default=False),
-            ),
-        ),
-    )
+    return {
+        "model": {"type": "str", "required": True},
+        "precision": {"type": "str", "choices": ["bf16", "fp16", "fp8", "int8", "int4", "awq"]},
+        "gpu_facts": {"type": "list", "elements": "dict", "required": True},
+        "engine": {"type": "str", "choices": ["vllm", "sglang"], "default": "vllm"},
+        "context_length": {"type": "int", "default": 32768},
+        "concurrency": {"type": "int", "default": 1},
+        "gpu_memory_utilization": {"type": "float", "default": 0.9},
+        "overhead_gib": {"type": "float", "default": 4.0},
+        "expert_parallel": {"type": "bool", "default": True},
+        "head_address": {"type": "str"},
+        "custom": {
+            "type": "dict",
+            "options": {
+                "params_b": {"type": "float", "required": True},
+                "num_layers": {"type": "int"},
+                "num_attention_heads": {"type": "int"},
+                "num_kv_heads": {"type": "int"},
+                "head_dim": {"type": "int"},
+                "max_context": {"type": "int"},
+                "moe": {"type": "bool", "default": False},
+            },
+        },
+    }
 
 
 def run_module(module):
@@ -269,7 +286,7 @@ def run_module(module):
             head_address=params["head_address"],
         )
     except PlanError as err:
-        module.fail_json(msg="model_plan: %s" % err)
+        module.fail_json(msg=f"model_plan: {err}")
     module.exit_json(changed=False, plan=result)
 
 

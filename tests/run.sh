@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The test runner behind `make test` (and `make lint|sanity|units|integration|molecule`).
+# Each stage runs even when an earlier one failed; the last line is the summary:
+#   summary: N passed, M failed
+# where N and M count pytest/ansible-test test cases plus one per lint tool, sanity run and molecule scenario.
+set -uo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+bin="$root/.venv/bin"
+export PATH="$bin:$PATH"
+export CONTAINERS_CONF="$root/molecule/containers.conf"
+export ANSIBLE_COLLECTIONS_PATH="$root/build/collections"
+export ANSIBLE_CONFIG="$root/ansible.cfg"
+export MOLECULE_PYTHON="$bin/python"
+export PY_COLORS=0 ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 NO_COLOR=1
+reports="$root/build/reports"
+mkdir -p "$reports"
+
+passed=0
+failed=0
+lines=()
+
+record() { # record <name> <passed> <failed>
+  passed=$((passed + $2))
+  failed=$((failed + $3))
+  lines+=("$(printf '%-34s %5d passed %4d failed' "$1" "$2" "$3")")
+}
+
+tool() { # tool <name> <command...>: one check, pass or fail by exit code
+  local name="$1"
+  shift
+  echo "=== $name: $*"
+  if "$@"; then record "$name" 1 0; else record "$name" 0 1; fi
+}
+
+pytest_counts() { # pytest_counts <name> <log> <rc>: count cases from pytest's closing line
+  local name="$1" log="$2" rc="$3" last p f e
+  last="$(grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$log" | tail -n 1)"
+  p="$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)"
+  f="$(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '[0-9]+' || echo 0)"
+  e="$(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '[0-9]+' || echo 0)"
+  f=$((f + e))
+  # A run that failed without a count (collection error, crash) still counts as one failure.
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+    echo "$name: no test ran" >&2
+    f=1
+  fi
+  record "$name" "$p" "$f"
+}
+
+sanity_copy() { # a copy of the collection where ansible-test expects it
+  local dest="$root/build/sanity/ansible_collections/onprem/deepseek"
+  mkdir -p "$dest"
+  rsync -a --delete \
+    --exclude .git --exclude .venv --exclude build --exclude tests/output \
+    --exclude .pytest_cache --exclude .ruff_cache --exclude __pycache__ --exclude .ansible --exclude '*.tar.gz' \
+    "$root/" "$dest/"
+  echo "$dest"
+}
+
+stage_lint() {
+  tool yamllint yamllint --strict .
+  tool ruff ruff check .
+  tool "ansible-lint (production)" ansible-lint --profile production
+  tool "argument_specs match defaults" python tests/tools/role_docs.py --check
+}
+
+stage_sanity() {
+  local dest
+  dest="$(sanity_copy)"
+  tool "ansible-test sanity" bash -c "cd '$dest' && ansible-test sanity --venv --python 3.11 --color no"
+}
+
+stage_units() {
+  local dest log="$reports/units.log" rc
+  dest="$(sanity_copy)"
+  echo "=== ansible-test units"
+  (cd "$dest" && ansible-test units --venv --python 3.11 --color no) 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  pytest_counts "ansible-test units" "$log" "$rc"
+}
+
+stage_integration() {
+  local log="$reports/integration.log" rc
+  echo "=== pytest tests/integration"
+  pytest -p no:cacheprovider -ra tests/integration 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  pytest_counts "pytest tests/integration" "$log" "$rc"
+}
+
+stage_molecule() {
+  local dir name
+  for dir in molecule/*/; do
+    name="$(basename "$dir")"
+    [ -f "$dir/molecule.yml" ] || continue
+    tool "molecule $name" molecule test -s "$name"
+  done
+}
+
+case "${1:-all}" in
+  all)
+    stage_lint
+    stage_sanity
+    stage_units
+    stage_integration
+    stage_molecule
+    ;;
+  lint|sanity|units|integration|molecule) "stage_$1" ;;
+  *)
+    echo "usage: $0 [all|lint|sanity|units|integration|molecule]" >&2
+    exit 2
+    ;;
+esac
+
+echo
+echo "=== results"
+printf '%s\n' "${lines[@]}"
+echo "summary: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
