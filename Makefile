@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 COLL_ROOT := build/collections
 COLL_LINK := $(COLL_ROOT)/ansible_collections/onprem/deepseek
-SANITY_ROOT := build/sanity/ansible_collections/onprem/deepseek
+
 IMAGE ?= localhost/onprem-debian12-systemd:latest
 DEMO_NAME ?= onprem-demo
 export CONTAINERS_CONF := $(CURDIR)/molecule/containers.conf

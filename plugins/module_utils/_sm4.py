@@ -116,7 +116,7 @@ def require_sm4():
         raise SM4Error(
             f"this host's 'cryptography'/OpenSSL has no SM4-GCM ({type(exc).__name__}); "
             "install cryptography >= 42 built against OpenSSL 3"
-        )
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def gcm_open(key, nonce, sealed, aad=b""):
     try:
         return out + dec.finalize()
     except InvalidTag:
-        raise SM4AuthenticationError(AUTH_FAILED)
+        raise SM4AuthenticationError(AUTH_FAILED) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ def parse_hex_key(text):
         try:
             text = text.decode("ascii")
         except UnicodeDecodeError:
-            raise SM4KeyError("the key must be 32 hexadecimal digits (16 bytes)")
+            raise SM4KeyError("the key must be 32 hexadecimal digits (16 bytes)") from None
     text = (text or "").strip()
     if len(text) != 2 * KEY_SIZE:
         raise SM4KeyError(
@@ -215,7 +215,7 @@ def parse_hex_key(text):
     try:
         return binascii.unhexlify(text)
     except (binascii.Error, ValueError):
-        raise SM4KeyError("the key must be 32 hexadecimal digits (16 bytes); it has non-hex characters")
+        raise SM4KeyError("the key must be 32 hexadecimal digits (16 bytes); it has non-hex characters") from None
 
 
 def check_key_file_mode(path, st=None):
@@ -238,7 +238,7 @@ def load_key_file(path):
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError as exc:
-        raise SM4KeyError(f"cannot open key file {path}: {exc.strerror}")
+        raise SM4KeyError(f"cannot open key file {path}: {exc.strerror}") from None
     try:
         check_key_file_mode(path, os.fstat(fd))
         data = os.read(fd, 4096)
@@ -252,7 +252,7 @@ def load_key_file(path):
         raise SM4KeyError(
             f"key file {path} must hold 16 raw bytes or 32 hexadecimal digits; it has {len(data)} "
             "bytes of another form (create one with state: key)"
-        )
+        ) from None
 
 
 def write_key_file(path, key):
@@ -468,8 +468,8 @@ class _Pipeline:
     def __init__(self, workers, in_size, out_size, consume):
         self.limit = self.depth * workers
         self.slots = self.limit + 1
-        self.inputs = [bytearray(in_size) for _ in range(self.slots)]
-        self.outputs = [bytearray(out_size) for _ in range(self.slots)]
+        self.inputs = [bytearray(in_size) for _slot in range(self.slots)]
+        self.outputs = [bytearray(out_size) for _slot in range(self.slots)]
         self.consume = consume
         self.pending = collections.deque()
         self.pool = ThreadPoolExecutor(max_workers=workers)
@@ -523,7 +523,7 @@ def _open_into(key, header, index, flag, sealed, out, path):
         dec.finalize()
     except InvalidTag:
         what = "trailer record" if flag == FLAG_TRAILER else f"chunk {index}"
-        raise SM4AuthenticationError(f"{path}: {AUTH_FAILED} ({what})")
+        raise SM4AuthenticationError(f"{path}: {AUTH_FAILED} ({what})") from None
     return memoryview(out)[:n]
 
 
@@ -615,7 +615,7 @@ def read_trailer_digest(path, key):
     try:
         digest = _open_record(key, header, header.chunk_count, FLAG_TRAILER, sealed)
     except SM4AuthenticationError:
-        raise SM4AuthenticationError(f"{path}: {AUTH_FAILED} (trailer record)")
+        raise SM4AuthenticationError(f"{path}: {AUTH_FAILED} (trailer record)") from None
     return header, digest
 
 

@@ -22,7 +22,7 @@ description:
     under the same key is left alone. For O(state=decrypted) the destination is compared with that
     same digest.
 author:
-  - onprem.deepseek maintainers
+  - onprem.deepseek maintainers (@onprem)
 requirements:
   - cryptography >= 42 on the managed host, linked against an OpenSSL 3 that provides SM4
 extends_documentation_fragment:
@@ -117,10 +117,8 @@ notes:
     never a partial file under the destination name.
   - Keys are never written to the task result or logs; RV(key_id) is a one-way fingerprint that lets
     you tell keys apart.
-seealso:
-  - name: SM4 container format
-    description: The byte layout of the files this module writes, with a standalone decryption example.
-    link: https://github.com/onprem/deepseek/blob/main/docs/sm4-file-format.md
+  - The container format, byte by byte, with a standalone decryption example that needs only the
+    C(cryptography) library, is in C(docs/sm4-file-format.md) of this collection.
 """
 
 EXAMPLES = r"""
@@ -152,18 +150,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-state:
-  description: The requested state.
-  returned: always
-  type: str
-  sample: encrypted
 src:
   description: The source path, absolute.
   returned: when O(state) is V(encrypted) or V(decrypted)
   type: str
   sample: /srv/models/DeepSeek-R1-Distill-Qwen-7B
 dest:
-  description: The destination path, absolute (for O(state=key), the key file).
+  description:
+    - The destination path, absolute (for O(state=key), the key file).
+    - As for other file modules, Ansible adds C(owner), C(group), C(mode), C(size) and C(state)
+      (V(file) or V(directory)) of this path when it exists.
   returned: always
   type: str
   sample: /media/usb/DeepSeek-R1-Distill-Qwen-7B.sm4
@@ -225,7 +221,6 @@ import os
 import stat
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.onprem.deepseek.plugins.module_utils import _sm4
 
 
@@ -248,7 +243,7 @@ class SM4FileRunner:
         self.params = module.params
         self.state = self.params["state"]
         self.suffix = self.params["suffix"]
-        self.result = {"changed": False, "state": self.state}
+        self.result = {"changed": False}
 
     # ----- keys ------------------------------------------------------------------------------
 
@@ -294,47 +289,43 @@ class SM4FileRunner:
 
     def plan(self, src, dest):
         """Return (pairs, skipped): pairs of (src_file, dest_file) in a stable order."""
-        if not os.path.isdir(src):
-            st = os.lstat(src)
-            if not stat.S_ISREG(st.st_mode):
-                raise _sm4.SM4Error(f"{src} is not a regular file or a directory")
-            if self.params["dest"] and (self.params["dest"].endswith(os.sep) or os.path.isdir(dest)):
-                name = self._dest_name(os.path.basename(src))
-                if name is None:
-                    raise _sm4.SM4Error(
-                        f"{src} does not end in '{self.suffix}'; give the full dest file name"
-                    )
-                dest = os.path.join(dest, name)
-            if os.path.realpath(src) == os.path.realpath(dest):
-                raise _sm4.SM4Error(
-                    "src and dest are the same file; in-place encryption is not supported: give "
-                    "another dest and remove_src: true"
-                )
-            return [(src, dest)], []
+        if os.path.isdir(src):
+            return self._plan_tree(src, dest)
+        return self._plan_file(src, dest)
+
+    def _plan_file(self, src, dest):
+        if not stat.S_ISREG(os.lstat(src).st_mode):
+            raise _sm4.SM4Error(f"{src} is not a regular file or a directory")
+        if self.params["dest"] and (self.params["dest"].endswith(os.sep) or os.path.isdir(dest)):
+            name = self._dest_name(os.path.basename(src))
+            if name is None:
+                raise _sm4.SM4Error(f"{src} does not end in '{self.suffix}'; give the full dest file name")
+            dest = os.path.join(dest, name)
+        if os.path.realpath(src) == os.path.realpath(dest):
+            raise _sm4.SM4Error(
+                "src and dest are the same file; in-place encryption is not supported: give "
+                "another dest and remove_src: true"
+            )
+        return [(src, dest)], []
+
+    def _plan_tree(self, src, dest):
         if os.path.lexists(dest) and not os.path.isdir(dest):
             raise _sm4.SM4Error(f"src {src} is a directory but dest {dest} exists and is not one")
         if _inside(dest, src) or _inside(src, dest):
-            raise _sm4.SM4Error(
-                f"dest {dest} and src {src} overlap; give a dest outside the source tree"
-            )
+            raise _sm4.SM4Error(f"dest {dest} and src {src} overlap; give a dest outside the source tree")
         pairs, skipped = [], []
         for root, dirs, files in os.walk(src):
             dirs.sort()
+            # os.walk does not descend into symlinked directories; report them.
+            skipped.extend(os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d)))
             rel_root = os.path.relpath(root, src)
             for name in sorted(files):
                 path = os.path.join(root, name)
-                if not stat.S_ISREG(os.lstat(path).st_mode):
-                    skipped.append(path)
-                    continue
                 out_name = self._dest_name(name)
-                if out_name is None:
+                if out_name is None or not stat.S_ISREG(os.lstat(path).st_mode):
                     skipped.append(path)
-                    continue
-                pairs.append((path, os.path.normpath(os.path.join(dest, rel_root, out_name))))
-            # os.walk does not descend into symlinked directories; report them.
-            for name in list(dirs):
-                if os.path.islink(os.path.join(root, name)):
-                    skipped.append(os.path.join(root, name))
+                else:
+                    pairs.append((path, os.path.normpath(os.path.join(dest, rel_root, out_name))))
         return pairs, skipped
 
     def is_current(self, src, dest, key):
@@ -366,41 +357,39 @@ class SM4FileRunner:
 
         pairs, skipped = self.plan(src, dest)
         self.result["skipped"] = skipped
-        check = self.module.check_mode
         for file_src, file_dest in pairs:
-            entry = {"src": file_src, "dest": file_dest, "action": "none", "src_removed": False,
-                     "size": None}
-            self.result["files"].append(entry)
-            if p["force"] or not self.is_current(file_src, file_dest, key):
-                entry["action"] = "encrypt" if self.state == "encrypted" else "decrypt"
-                self.result["changed"] = True
-                if not check:
-                    parent = os.path.dirname(file_dest)
-                    if not os.path.isdir(parent):
-                        os.makedirs(parent)
-                    if self.state == "encrypted":
-                        done = _sm4.encrypt_file(file_src, file_dest, key, p["chunk_size"], workers)
-                    else:
-                        done = _sm4.decrypt_file(file_src, file_dest, key, workers)
-                    entry["size"] = done["size"]
-                    self.result["bytes"] += done["size"]
-            if entry["size"] is None:
-                entry["size"] = (os.path.getsize(file_src) if self.state == "encrypted"
-                                 else _sm4.read_header(file_src).plaintext_size)
-
+            self.result["files"].append(self.process(file_src, file_dest, key, workers))
         if p["remove_src"]:
-            self.remove_sources(src, pairs)
-        counts = {}
-        for entry in self.result["files"]:
-            counts[entry["action"]] = counts.get(entry["action"], 0) + 1
-        verb = "would be " if check else ""
-        done_word = "encrypted" if self.state == "encrypted" else "decrypted"
+            self.remove_sources(src)
+        written = sum(1 for entry in self.result["files"] if entry["action"] != "none")
+        verb = "would be " if self.module.check_mode else ""
         self.result["msg"] = (
-            f"{len(pairs)} file(s): {counts.get('encrypt', 0) + counts.get('decrypt', 0)} {verb}{done_word}, "
-            f"{counts.get('none', 0)} already up to date, {len(skipped)} skipped"
+            f"{len(pairs)} file(s): {written} {verb}{self.state}, {len(pairs) - written} already up to date, "
+            f"{len(skipped)} skipped"
         )
 
-    def remove_sources(self, src, pairs):
+    def process(self, src, dest, key, workers):
+        """Encrypt or decrypt one file unless its destination is current; return its entry."""
+        entry = {"src": src, "dest": dest, "action": "none", "src_removed": False}
+        if self.params["force"] or not self.is_current(src, dest, key):
+            entry["action"] = "encrypt" if self.state == "encrypted" else "decrypt"
+            self.result["changed"] = True
+        if entry["action"] == "none" or self.module.check_mode:
+            entry["size"] = (os.path.getsize(src) if self.state == "encrypted"
+                             else _sm4.read_header(src).plaintext_size)
+            return entry
+        parent = os.path.dirname(dest)
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        if self.state == "encrypted":
+            done = _sm4.encrypt_file(src, dest, key, self.params["chunk_size"], workers)
+        else:
+            done = _sm4.decrypt_file(src, dest, key, workers)
+        entry["size"] = done["size"]
+        self.result["bytes"] += done["size"]
+        return entry
+
+    def remove_sources(self, src):
         check = self.module.check_mode
         for entry in self.result["files"]:
             entry["src_removed"] = True
@@ -419,18 +408,18 @@ class SM4FileRunner:
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", default="encrypted", choices=["encrypted", "decrypted", "key"]),
-            src=dict(type="path"),
-            dest=dict(type="path"),
-            key_file=dict(type="path", no_log=False),
-            key=dict(type="str", no_log=True),
-            chunk_size=dict(type="int", default=_sm4.DEFAULT_CHUNK_SIZE),
-            workers=dict(type="int"),
-            force=dict(type="bool", default=False),
-            remove_src=dict(type="bool", default=False),
-            suffix=dict(type="str", default=".sm4"),
-        ),
+        argument_spec={
+            "state": {"type": "str", "default": "encrypted", "choices": ["encrypted", "decrypted", "key"]},
+            "src": {"type": "path"},
+            "dest": {"type": "path"},
+            "key_file": {"type": "path", "no_log": False},
+            "key": {"type": "str", "no_log": True},
+            "chunk_size": {"type": "int", "default": _sm4.DEFAULT_CHUNK_SIZE},
+            "workers": {"type": "int"},
+            "force": {"type": "bool", "default": False},
+            "remove_src": {"type": "bool", "default": False},
+            "suffix": {"type": "str", "default": ".sm4"},
+        },
         mutually_exclusive=[("key", "key_file")],
         required_one_of=[("key", "key_file")],
         required_if=[
@@ -451,10 +440,10 @@ def main():
         else:
             runner.run_files()
     except _sm4.SM4Error as exc:
-        runner.result.pop("changed", None)
+        runner.result.pop("msg", None)
         module.fail_json(msg=str(exc), **runner.result)
     except OSError as exc:
-        runner.result.pop("changed", None)
+        runner.result.pop("msg", None)
         target = f" ({exc.filename})" if exc.filename else ""
         module.fail_json(msg=f"{exc.strerror or exc}{target}; check the path and its permissions", **runner.result)
     module.exit_json(**runner.result)
