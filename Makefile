@@ -19,7 +19,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: help deps venv collection image demo demo-down test lint sanity units integration molecule bench build clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 deps: ## Install the Debian/Ubuntu packages the demo and the tests need (podman, debootstrap, venv, ...)
 	bash tests/setup-host.sh
@@ -66,6 +66,10 @@ molecule: venv collection image ## every molecule scenario
 
 bench: deps venv collection image ## BENCH lines for every figure this machine can measure
 	bash tests/bench/run.sh
+
+bench-%: venv collection ## One benchmark: bench-sm4, bench-fetch, bench-gateway, bench-demo
+	@if [ -f tests/bench/bench_$*.py ]; then PYTHONPATH=$(COLL_ROOT) $(BIN)/python tests/bench/bench_$*.py; \
+	else bash tests/bench/bench_$*.sh; fi
 
 build: venv ## ansible-galaxy collection build into build/
 	$(BIN)/ansible-galaxy collection build --force --output-path build/ .

@@ -6,7 +6,7 @@
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
+cd "$root" || exit 1
 bin="$root/.venv/bin"
 export PATH="$bin:$PATH"
 export CONTAINERS_CONF="$root/molecule/containers.conf"

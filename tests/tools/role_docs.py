@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Keep every role's interface in one place.
 
 For each role under roles/ (internal roles, named with a leading underscore, included):
@@ -95,7 +94,7 @@ def readme_problem(role: Path, write: bool) -> str | None:
     if BEGIN not in text or END not in text:
         return f"{role.name}: README.md lacks the {BEGIN} / {END} markers"
     head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    tail = rest.split(END, 1)[1]
     wanted = f"{head}{BEGIN}\n{render_table(role)}\n{END}{tail}"
     if wanted == text:
         return None
