@@ -34,13 +34,13 @@ tool() { # tool <name> <command...>: one check, pass or fail by exit code
   if "$@"; then record "$name" 1 0; else record "$name" 0 1; fi
 }
 
-pytest_counts() { # pytest_counts <name> <log> <rc>: count cases from pytest's closing line
-  local name="$1" log="$2" rc="$3" last p f e
-  last="$(grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$log" | tail -n 1)"
-  p="$(grep -oE '[0-9]+ passed' <<<"$last" | grep -oE '[0-9]+' || echo 0)"
-  f="$(grep -oE '[0-9]+ failed' <<<"$last" | grep -oE '[0-9]+' || echo 0)"
-  e="$(grep -oE '[0-9]+ errors?' <<<"$last" | grep -oE '[0-9]+' || echo 0)"
-  f=$((f + e))
+pytest_counts() { # pytest_counts <name> <log> <rc>: add up the cases of every pytest closing line in the log
+  local name="$1" log="$2" rc="$3" p=0 f=0 line n
+  while IFS= read -r line; do
+    n="$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || true)"; p=$((p + ${n:-0}))
+    n="$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || true)"; f=$((f + ${n:-0}))
+    n="$(grep -oE '[0-9]+ errors?' <<<"$line" | grep -oE '[0-9]+' || true)"; f=$((f + ${n:-0}))
+  done < <(grep -E '^=+ .*(passed|failed|error|no tests ran).* in [0-9.]+s.* =+$' "$log")
   # A run that failed without a count (collection error, crash) still counts as one failure.
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
   if [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then

@@ -44,7 +44,8 @@ def test_tarball_holds_the_collection_and_none_of_the_dev_files(tarball):
 
 def test_installed_tarball_lists_every_module(tarball, tmp_path):
     dest = tmp_path / "collections"
-    run(BIN / "ansible-galaxy", "collection", "install", "--offline", "--no-deps", "--force", "-p", str(dest), str(tarball))
+    run(BIN / "ansible-galaxy", "collection", "install", "--offline", "--no-deps", "--force", "-p", str(dest),
+        str(tarball))
     installed = dest / "ansible_collections" / "onprem" / "deepseek"
     assert (installed / "MANIFEST.json").is_file()
 
