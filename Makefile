@@ -41,6 +41,7 @@ image: ## Build the Debian 12 systemd test image (debootstrap + podman import) i
 
 demo: deps venv collection image ## Start the demo container and deploy the whole stack onto it
 	bash tests/demo.sh up
+	$(BIN)/ansible-playbook -i inventories/demo tests/demo/removable_media.yml
 	$(BIN)/ansible-playbook -i inventories/demo site.yml
 
 demo-down: ## Remove the demo container

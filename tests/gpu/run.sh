@@ -28,7 +28,7 @@ make_venv() {
   local pip=("$venv/bin/python" -m pip)
   if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     local wheel
-    wheel=$(ls "$WHEELS"/pip-*.whl 2>/dev/null | head -1) || true
+    wheel=$(find "$WHEELS" -maxdepth 1 -name 'pip-*.whl' 2>/dev/null | sort | head -n 1) || true
     [ -n "$wheel" ] || die "python3 has no pip/ensurepip and $WHEELS has no pip-*.whl (see README)"
     pip=("$venv/bin/python" "$wheel/pip")
   fi
@@ -49,13 +49,15 @@ export ANSIBLE_COLLECTIONS_PATH=$WORK/collections
 export PYTHONPATH=$WORK/collections${PYTHONPATH:+:$PYTHONPATH}
 export ANSIBLE_CONFIG=$repo/ansible.cfg
 export ANSIBLE_FORCE_COLOR=0
-playbook=("$venv/bin/ansible-playbook" -c local -i localhost, -e "ansible_python_interpreter=$venv/bin/python")
+# "localhost," (trailing comma) is Ansible's inline inventory of one host.
+playbook=("$venv/bin/ansible-playbook" -c local -i "localhost," -e "ansible_python_interpreter=$venv/bin/python")
 
 cd "$repo"
 {
   echo "== $(date -u +%Y-%m-%dT%H:%M:%SZ) $(hostname) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | sort | uniq -c | tr -s ' ')"
   "${playbook[@]}" tests/gpu/gpu_facts_vs_nvidia_smi.yml
   "${playbook[@]}" tests/gpu/model_plan_on_this_host.yml
+  "${playbook[@]}" tests/gpu/preflight_on_this_host.yml
   "$venv/bin/python" tests/gpu/bench.py
 } 2>&1 | tee "$log"
 echo "run.sh: all passed; output kept in $log"
