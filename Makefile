@@ -43,6 +43,7 @@ demo: deps venv collection image ## Start the demo container and deploy the whol
 	bash tests/demo.sh up
 	$(BIN)/ansible-playbook -i inventories/demo tests/demo/removable_media.yml
 	$(BIN)/ansible-playbook -i inventories/demo site.yml
+	$(BIN)/ansible-playbook -i inventories/demo playbooks/demo_verify.yml
 
 demo-down: ## Remove the demo container
 	bash tests/demo.sh down

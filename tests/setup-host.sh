@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   python3 python3-venv python3-pip make git rsync ca-certificates openssl
   podman runc debootstrap slirp4netns uidmap fuse-overlayfs iptables
-  shellcheck nginx-light curl
+  shellcheck nginx-light curl wrk
 )
 
 missing=()
