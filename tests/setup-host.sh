@@ -7,6 +7,7 @@ packages=(
   python3 python3-venv python3-pip make git rsync ca-certificates openssl
   podman runc debootstrap slirp4netns uidmap fuse-overlayfs iptables
   shellcheck nginx-light curl wrk
+  prometheus prometheus-node-exporter prometheus-alertmanager
 )
 
 missing=()
