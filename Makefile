@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLL_ROOT)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps venv collection image demo demo-down test lint sanity units integration molecule bench build clean
+.PHONY: help deps venv test-vm collection image demo demo-down test lint sanity units integration molecule bench build clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,11 @@ demo-down: ## Remove the demo container
 
 test: deps venv collection image ## lint, sanity, units, integration, molecule; prints a summary line
 	bash tests/run.sh all
+
+test-vm: deps venv collection ## LUKS on Debian's kernel under qemu (slow: ~20 min; installs qemu)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86 qemu-utils e2fsprogs openssh-client
+	ONPREM_VM_TESTS=1 PYTHONPATH=$(COLL_ROOT) $(BIN)/pytest -p no:cacheprovider -v \
+	  tests/integration/test_secure_storage_vm.py tests/integration/test_secure_storage_no_log.py
 
 lint: venv collection ## yamllint, ruff, ansible-lint (production profile)
 	bash tests/run.sh lint

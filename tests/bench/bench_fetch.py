@@ -139,7 +139,7 @@ http {{
 """)
     proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(conf_dir)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    for _ in range(50):
+    for _attempt in range(50):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return proc, port

@@ -88,8 +88,8 @@ def stack(tmp_path_factory):
 
     # A gateway access log turned into textfile metrics by the role's script: 19 answers, 1 of them 502.
     log = work / "access.log"
-    lines = [{"uri": "/v1/chat/completions", "status": 200}] * 18 + [{"uri": "/v1/completions", "status": 502},
-                                                                      {"uri": "/healthz", "status": 200}]
+    lines = [{"uri": "/v1/chat/completions", "status": 200}] * 18 + [
+        {"uri": "/v1/completions", "status": 502}, {"uri": "/healthz", "status": 200}]
     log.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     Process([sys.executable, TEXTFILE, "gateway-log", "--out", textfile_dir / "onprem_gateway.prom",
              "--state", work / "gateway-log.json", log], work / "textfile.log").start().wait(timeout=30)
@@ -115,7 +115,7 @@ def stack(tmp_path_factory):
         wait_http(f"http://127.0.0.1:{am_port}/-/ready", proc=procs[2].proc)
         wait_http(f"http://127.0.0.1:{prom_port}/-/ready", timeout=60, proc=procs[3].proc)
         # A few answers so that the engine's histograms and counters have samples
-        for _ in range(3):
+        for _attempt in range(3):
             body = json.dumps({"model": "deepseek-r1-mock", "messages": [{"role": "user", "content": "hi"}]})
             request = urllib.request.Request(f"http://127.0.0.1:{engine_port}/v1/chat/completions",
                                              data=body.encode(), headers={"Content-Type": "application/json"})
@@ -141,7 +141,7 @@ def wait_for(predicate, timeout, what):
 
 def test_every_target_is_up(stack):
     def all_up():
-        _, body = http_get(stack["base"] + "/api/v1/targets")
+        _status, body = http_get(stack["base"] + "/api/v1/targets")
         active = json.loads(body)["data"]["activeTargets"]
         health = {t["labels"]["job"]: t["health"] for t in active}
         return len(active) == 4 and all(h == "up" for h in health.values()), health
@@ -158,7 +158,7 @@ def test_every_target_is_up(stack):
 
 
 def test_rule_groups_loaded(stack):
-    _, body = http_get(stack["base"] + "/api/v1/rules")
+    _status, body = http_get(stack["base"] + "/api/v1/rules")
     groups = {g["name"]: g for g in json.loads(body)["data"]["groups"]}
     assert set(groups) == {"onprem-deepseek-gpu", "onprem-deepseek-engine", "onprem-deepseek-gateway",
                            "onprem-deepseek-node"}
@@ -168,14 +168,14 @@ def test_rule_groups_loaded(stack):
 
 
 def test_retention_flags(stack):
-    _, body = http_get(stack["base"] + "/api/v1/status/flags")
+    _status, body = http_get(stack["base"] + "/api/v1/status/flags")
     flags = json.loads(body)["data"]
     defaults = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8"))
     assert flags["storage.tsdb.retention.time"] == defaults["monitoring_retention_time"] == "30d"
     assert flags["storage.tsdb.retention.size"] == defaults["monitoring_retention_size"] == "50GiB"
 
 
-@pytest.mark.parametrize("name,expr", dashboard_expressions(), ids=[n for n, _ in dashboard_expressions()])
+@pytest.mark.parametrize("name,expr", dashboard_expressions(), ids=[n for n, _expr in dashboard_expressions()])
 def test_dashboard_expression_evaluates(stack, name, expr):
     answer = query(stack["base"], substitute(expr))
     assert answer.get("status") == "success", f"{name}: {substitute(expr)} -> {answer}"

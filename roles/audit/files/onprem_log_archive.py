@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Archive rotated logs for the audit trail (run daily by onprem-deepseek-log-archive.timer).
@@ -62,7 +61,7 @@ def archive_audit(audit_log, archive_dir):
         suffix = path[len(audit_log) + 1:]
         if suffix.isdigit():
             rotated.append((int(suffix), path))
-    for _, path in sorted(rotated, reverse=True):
+    for _stamp, path in sorted(rotated, reverse=True):
         st = os.stat(path)
         dest = unique(os.path.join(archive_dir, f"audit-{stamp(st.st_mtime)}.log.gz"))
         partial = dest + ".partial"
@@ -88,7 +87,7 @@ def encrypt_dir(sm4, key, directory):
         st = os.stat(path)
         dest = encrypted_name(path, st.st_mtime)
         sm4.encrypt_file(path, dest, key)
-        _, sealed_digest = sm4.read_trailer_digest(dest, key)
+        _header, sealed_digest = sm4.read_trailer_digest(dest, key)
         if sm4.file_sha256(path) != sealed_digest:
             raise SystemExit(f"{dest}: digest does not match {path}; plaintext kept")
         os.utime(dest, (st.st_mtime, st.st_mtime))
@@ -126,7 +125,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.action == "check-sm4":
         try:
-            _, key = load_sm4(args.key_file)
+            _key_id, key = load_sm4(args.key_file)
         except Exception as exc:  # the SM4 errors, ImportError, OSError: all end in one clear line
             print(f"cannot encrypt archives with SM4-GCM here: {exc}", file=sys.stderr)
             return 1

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Metrics for node_exporter's textfile collector (standard library; `cryptography` used when present).

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright (c) onprem.deepseek contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Gate in front of the inference role's health check (ExecCondition= of <engine>-health.service).
@@ -99,13 +98,13 @@ def main(argv=None):
 
     starts = [(i, t) for i, t in load_starts(args.state) if now - t < args.window]
     current = invocation(args.unit)
-    if current and current not in {i for i, _ in starts}:
+    if current and current not in {i for i, _t in starts}:
         starts.append((current, now))
         print(f"{args.unit}: new start seen (invocation {current[:12]}), {len(starts)} start(s) within "
               f"{args.window:.0f} s", flush=True)
     write_atomic(args.state, json.dumps({"starts": starts}) + "\n")
     backoff = backoff_for(len(starts), args.backoff_base, args.backoff_max)
-    latest = max((t for _, t in starts), default=now)
+    latest = max((t for _i, t in starts), default=now)
     if decision == RUN and current and now - latest < backoff:
         print(f"{args.unit}: back-off: {len(starts)} starts within {args.window:.0f} s, started "
               f"{now - latest:.0f} s ago; not probed or restarted for another {backoff - (now - latest):.0f} s",

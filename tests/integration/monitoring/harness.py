@@ -27,7 +27,7 @@ NODE_EXPORTER = shutil.which("prometheus-node-exporter") or "/usr/bin/prometheus
 def free_ports(count):
     sockets = []
     try:
-        for _ in range(count):
+        for _attempt in range(count):
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
             sockets.append(sock)
@@ -70,7 +70,7 @@ def wait_http(url, timeout=30.0, proc=None):
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before {url} answered")
         try:
-            status, _ = http_get(url, timeout=2)
+            status, _body = http_get(url, timeout=2)
             if status == 200:
                 return
         except (urllib.error.URLError, OSError) as exc:

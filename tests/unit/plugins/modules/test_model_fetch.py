@@ -74,12 +74,12 @@ def test_quartet(capsys, site, tmp_path, source):
     store = tmp_path / "store"
     args = dict(local_source(tmp_path) if source == "local" else SOURCES[source], store=str(store))
 
-    code, check, _ = run(capsys, dict(args, _ansible_check_mode=True))
+    code, check, _err = run(capsys, dict(args, _ansible_check_mode=True))
     assert code == 0 and check["changed"] is True
     assert sorted(check["fetched"]) == sorted(FILES)
     assert not store.exists() or not any(store.rglob("*.safetensors"))
 
-    code, apply, _ = run(capsys, args)
+    code, apply, _err = run(capsys, args)
     assert code == 0 and apply["changed"] is True
     version = apply["path"]
     assert tree_digests(version) == expected_digests()
@@ -92,39 +92,39 @@ def test_quartet(capsys, site, tmp_path, source):
     if source != "local":
         assert sum(site.sent.values()) == sum(len(d) for d in FILES.values())
 
-    code, again, _ = run(capsys, args)
+    code, again, _err = run(capsys, args)
     assert code == 0 and again["changed"] is False
     assert again["fetched"] == [] and again["hashed"] == 0 and again["bytes_transferred"] == 0
 
-    code, again_check, _ = run(capsys, dict(args, _ansible_check_mode=True))
+    code, again_check, _err = run(capsys, dict(args, _ansible_check_mode=True))
     assert code == 0 and again_check["changed"] is False and again_check["fetched"] == []
 
 
 def test_cache_touch_rehashes_only_that_file_and_full_rehashes_all(capsys, site, tmp_path):
     args = dict(SOURCES["http"], store=str(tmp_path))
-    _code, first, _ = run(capsys, args)
+    _code, first, _err = run(capsys, args)
     shard = os.path.join(first["path"], "model-00002-of-00002.safetensors")
     st = os.stat(shard)
     os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
-    _code, touched, _ = run(capsys, args)
+    _code, touched, _err = run(capsys, args)
     assert touched["changed"] is False and touched["hashed"] == 1 and touched["fetched"] == []
 
-    _code, cached, _ = run(capsys, args)
+    _code, cached, _err = run(capsys, args)
     assert cached["hashed"] == 0
 
-    _code, full, _ = run(capsys, dict(args, verify="full"))
+    _code, full, _err = run(capsys, dict(args, verify="full"))
     assert full["changed"] is False and full["hashed"] == len(FILES)
 
 
 def test_bad_file_on_disk_is_removed_and_fetched_again(capsys, site, tmp_path):
     args = dict(SOURCES["huggingface"], store=str(tmp_path))
-    _code, first, _ = run(capsys, args)
+    _code, first, _err = run(capsys, args)
     shard = os.path.join(first["path"], "model-00001-of-00002.safetensors")
     with open(shard, "r+b") as handle:
         handle.write(b"\xff")
     os.utime(shard, ns=(1, 1))
-    _code, second, _ = run(capsys, args)
+    _code, second, _err = run(capsys, args)
     assert second["changed"] is True
     assert second["removed_bad"] == ["model-00001-of-00002.safetensors"]
     assert second["fetched"] == ["model-00001-of-00002.safetensors"]
@@ -140,7 +140,7 @@ def test_resume_partial(capsys, site, tmp_path, fault, sent_factor):
     rel = "model-00001-of-00002.safetensors"
     data = FILES[rel]
     args = dict(SOURCES["http"], store=str(tmp_path), include=[rel])
-    _code, check, _ = run(capsys, dict(args, _ansible_check_mode=True))
+    _code, check, _err = run(capsys, dict(args, _ansible_check_mode=True))
     version = check["path"]
     os.makedirs(version)
     half = len(data) // 2
@@ -149,7 +149,7 @@ def test_resume_partial(capsys, site, tmp_path, fault, sent_factor):
         handle.write(data[:half])
     if fault:
         site.faults[rel].append(fault)
-    code, result, _ = run(capsys, args)
+    code, result, _err = run(capsys, args)
     assert code == 0 and result["changed"] is True
     want = len(data) - half if sent_factor == "rest" else len(data) + (len(data) - half if fault == "bad_range" else 0)
     assert site.sent[rel] == want
@@ -167,7 +167,7 @@ def test_server_faults(capsys, site, tmp_path, fault, ok):
     rel = "model-00002-of-00002.safetensors"
     site.faults[rel].extend(fault)
     args = dict(SOURCES["modelscope"], store=str(tmp_path), retries=2)
-    code, result, _ = run(capsys, args)
+    code, result, _err = run(capsys, args)
     final = tmp_path / REPO / "master" / rel
     if ok:
         assert code == 0
@@ -179,7 +179,7 @@ def test_server_faults(capsys, site, tmp_path, fault, ok):
         assert not final.exists()
         assert not (tmp_path / REPO / "current").exists()
         site.faults.clear()
-        code, again, _ = run(capsys, args)
+        code, again, _err = run(capsys, args)
         assert code == 0 and again["fetched"] == [rel]
         assert tree_digests(again["path"]) == expected_digests()
 
@@ -193,7 +193,7 @@ def test_server_faults(capsys, site, tmp_path, fault, ok):
 ])
 def test_manifest_path_refused(capsys, site, tmp_path, line):
     site.manifest_text = line.format(sha="a" * 64) + "\n"
-    code, result, _ = run(capsys, dict(SOURCES["http"], store=str(tmp_path)))
+    code, result, _err = run(capsys, dict(SOURCES["http"], store=str(tmp_path)))
     assert code == 1
     assert result["msg"].startswith("cannot list the model: SHA256SUMS line 1")
     assert not any(tmp_path.rglob("*"))
@@ -207,13 +207,13 @@ def test_local_source_link_out_of_tree_refused(capsys, tmp_path):
     link.symlink_to(outside)
     manifest = tmp_path / "medium" / "SHA256SUMS"
     manifest.write_text(manifest.read_text() + f"{hashlib.sha256(b'secret').hexdigest()}  leak.bin\n")
-    code, result, _ = run(capsys, dict(args, store=str(tmp_path / "store")))
+    code, result, _err = run(capsys, dict(args, store=str(tmp_path / "store")))
     assert code == 1
     assert "leak.bin resolves to" in result["msg"] and "links out of the tree are refused" in result["msg"]
 
 
 def test_pinned_manifest_mismatch_refused(capsys, site, tmp_path):
-    code, result, _ = run(capsys, dict(SOURCES["http"], store=str(tmp_path), manifest_sha256="0" * 64))
+    code, result, _err = run(capsys, dict(SOURCES["http"], store=str(tmp_path), manifest_sha256="0" * 64))
     assert code == 1
     assert "does not serve the manifest you pinned" in result["msg"]
 
@@ -221,11 +221,11 @@ def test_pinned_manifest_mismatch_refused(capsys, site, tmp_path):
 def test_include_exclude(capsys, site, tmp_path):
     args = dict(SOURCES["huggingface"], store=str(tmp_path), include=["*.safetensors", "*.json"],
                 exclude=["model-00002-*"])
-    code, result, _ = run(capsys, args)
+    code, result, _err = run(capsys, args)
     assert code == 0
-    assert sorted(tree_digests(result["path"])) == ["config.json", "model-00001-of-00002.safetensors",
-                                                   "tokenizer/tokenizer.json"]
-    code, none_left, _ = run(capsys, dict(args, include=["*.bin"]))
+    assert sorted(tree_digests(result["path"])) == [
+        "config.json", "model-00001-of-00002.safetensors", "tokenizer/tokenizer.json"]
+    code, none_left, _err = run(capsys, dict(args, include=["*.bin"]))
     assert code == 1 and "select none of them" in none_left["msg"]
 
 
@@ -249,29 +249,29 @@ def test_keep_and_rollback(capsys, site, tmp_path):
     store = tmp_path / "store"
     base = dict(SOURCES["http"], store=str(store), keep=2)
     for revision in ("r1", "r2", "r3"):
-        code, result, _ = run(capsys, dict(base, revision=revision))
+        code, result, _err = run(capsys, dict(base, revision=revision))
         assert code == 0
     assert result["removed_versions"] == ["r1"]
     assert sorted(p.name for p in (store / REPO).iterdir() if not p.name.startswith(".")) == ["current", "r2", "r3"]
 
     rollback = {"state": "rollback", "store": str(store), "name": REPO}
-    code, checked, _ = run(capsys, dict(rollback, _ansible_check_mode=True))
+    code, checked, _err = run(capsys, dict(rollback, _ansible_check_mode=True))
     assert code == 0 and checked["changed"] is True and checked["revision"] == "r2"
     assert os.readlink(store / REPO / "current") == "r3"
 
-    code, rolled, _ = run(capsys, dict(rollback, _ansible_diff=True))
+    code, rolled, _err = run(capsys, dict(rollback, _ansible_diff=True))
     assert code == 0 and rolled["changed"] is True
     assert rolled["diff"] == {"before": {"current": "r3"}, "after": {"current": "r2"}}
     assert os.readlink(store / REPO / "current") == "r2"
     assert tree_digests(store / REPO / "current") == expected_digests()
 
-    code, _back, _ = run(capsys, rollback)
+    code, _back, _err = run(capsys, rollback)
     assert code == 0 and os.readlink(store / REPO / "current") == "r3"
 
 
 def test_rollback_without_earlier_version_fails(capsys, site, tmp_path):
     run(capsys, dict(SOURCES["http"], store=str(tmp_path), revision="only"))
-    code, result, _ = run(capsys, {"state": "rollback", "store": str(tmp_path), "name": REPO})
+    code, result, _err = run(capsys, {"state": "rollback", "store": str(tmp_path), "name": REPO})
     assert code == 1 and "no earlier version" in result["msg"]
 
 
@@ -281,13 +281,13 @@ def test_rollback_refuses_a_version_that_does_not_verify(capsys, site, tmp_path)
     run(capsys, dict(base, revision="r2"))
     shard = tmp_path / REPO / "r1" / "model-00002-of-00002.safetensors"
     shard.write_bytes(b"tampered")
-    code, result, _ = run(capsys, {"state": "rollback", "store": str(tmp_path), "name": REPO})
+    code, result, _err = run(capsys, {"state": "rollback", "store": str(tmp_path), "name": REPO})
     assert code == 1 and "cannot roll back to r1" in result["msg"]
     assert os.readlink(tmp_path / REPO / "current") == "r2"
 
 
 def test_disk_space_check(capsys, site, tmp_path):
-    code, result, _ = run(capsys, dict(SOURCES["http"], store=str(tmp_path), space_reserve=2 ** 60))
+    code, result, _err = run(capsys, dict(SOURCES["http"], store=str(tmp_path), space_reserve=2 ** 60))
     assert code == 1 and result["msg"].startswith("not enough space under ")
     assert not any(tmp_path.rglob("*.safetensors*"))
 
@@ -302,7 +302,7 @@ def test_token_never_printed(capsys, site, tmp_path):
 
 def test_progress_file(capsys, site, tmp_path):
     progress = tmp_path / "progress.json"
-    code, _result, _ = run(capsys, dict(SOURCES["http"], store=str(tmp_path / "s"), progress_file=str(progress)))
+    code, _result, _err = run(capsys, dict(SOURCES["http"], store=str(tmp_path / "s"), progress_file=str(progress)))
     snapshot = json.loads(progress.read_text())
     assert code == 0
     assert snapshot["files_done"] == snapshot["files_total"] == len(FILES)
