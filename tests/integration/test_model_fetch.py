@@ -264,8 +264,10 @@ def test_role_fans_out_from_seed_to_peer_and_is_idempotent(server, tmp_path):
         "model_fetch_seed_address": "127.0.0.1", "model_fetch_seed_port": port,
         "model_fetch_progress_interval": 2, "model_fetch_space_reserve": 0,
         "model_fetch_fanout_bandwidth_limit": 256 * MIB}}}))
+    # One async job directory for the job and its status checks, whatever HOME the test runs under
+    # (become on a local connection may otherwise expand ~ to two different homes).
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_CONFIG=str(root / "ansible.cfg"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0")
+               ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_ASYNC_DIR=str(tmp_path / "async"))
     playbook = shutil.which("ansible-playbook", path=os.path.dirname(sys.executable)) or "ansible-playbook"
     cmd = [playbook, "-i", str(inventory), str(root / "playbooks" / "model_fetch.yml")]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)

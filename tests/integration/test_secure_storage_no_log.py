@@ -55,7 +55,7 @@ def test_passphrase_never_in_vvv_output():
     extra = ["-e", "onprem_secure_storage_hosts=all", "-e", f"@{vault}"]
     playbook = str(vmlib.REPO / "playbooks" / "secure_storage.yml")
     outputs = []
-    for _ in range(2):  # format + open, then the already-open path
+    for _run in range(2):  # format + open, then the already-open path
         result = vm.playbook(playbook, inventory, *extra, verbosity=3)
         assert result.rc == 0, result
         outputs.append(result.out.encode())
