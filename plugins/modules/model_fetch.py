@@ -22,6 +22,11 @@ description:
   - The version directory also gets a C(SHA256SUMS) of every file, so it can be served to other nodes
     (source V(http)) or copied to removable media (source V(local)).
   - O(state=rollback) points C(current) back at the previous verified version.
+  - O(activate=false) fetches and verifies a new version next to the one in use without switching C(current),
+    and O(state=switch) switches C(current) to such a staged version later (node by node, once each node is
+    drained from the gateway).
+  - C(.model_fetch_history.json) in the model directory records the order in which versions became current;
+    O(state=rollback) and O(keep) read it.
 author:
   - onprem.deepseek maintainers (@onprem)
 extends_documentation_fragment:
@@ -40,8 +45,10 @@ options:
     description:
       - V(present) fetches and verifies the model and switches C(current) to it.
       - V(rollback) switches C(current) back to the version that was current before, after verifying it.
+      - V(switch) points C(current) at the version directory O(revision) (fetched earlier, for example with
+        O(activate=false)) after verifying it, records it in the history and prunes to O(keep). Nothing is fetched.
     type: str
-    choices: [present, rollback]
+    choices: [present, rollback, switch]
     default: present
   source:
     description:
@@ -91,7 +98,16 @@ options:
         id where the endpoint says it, and that id names the version directory. For V(modelscope) default V(master).
       - For V(http) and V(local), the name of the version directory; by default C(sha256-<first 12 hex digits>)
         of the manifest, so a changed manifest is a new version.
+      - With O(state=switch), the name of the version directory to make current (required).
     type: str
+  activate:
+    description:
+      - With O(state=present), switch C(current) to the fetched version once it verified, record it in the history
+        and prune old versions to O(keep).
+      - V(false) leaves C(current), the history and the other versions as they are; the verified version waits
+        under its directory until O(state=switch) makes it current.
+    type: bool
+    default: true
   include:
     description: Glob patterns (on the relative path); only matching files are fetched. Empty means all.
     type: list
@@ -143,7 +159,7 @@ options:
     type: int
     default: 0
   block_size:
-    description: Read and hash block in bytes (clamped to 1-8 MiB).
+    description: Block in bytes for hashing files on disk (clamped to 1-8 MiB); downloads stream in 256 KiB blocks.
     type: int
     default: 4194304
   keep:
@@ -204,6 +220,22 @@ EXAMPLES = r"""
   onprem.deepseek.model_fetch:
     state: rollback
     name: deepseek-ai/DeepSeek-V3
+    store: /srv/models
+
+- name: Stage a new version next to the one being served (current stays)
+  onprem.deepseek.model_fetch:
+    source: local
+    src: /media/bundle/models/deepseek-ai/DeepSeek-V3
+    name: deepseek-ai/DeepSeek-V3
+    revision: v3-0324
+    store: /srv/models
+    activate: false
+
+- name: Later, once this node is out of the gateway, serve the staged version
+  onprem.deepseek.model_fetch:
+    state: switch
+    name: deepseek-ai/DeepSeek-V3
+    revision: v3-0324
     store: /srv/models
 """
 
@@ -272,6 +304,13 @@ previous:
   returned: always
   type: str
   sample: 0a1b2c3d4e5f60718293a4b5c6d7e8f901234567
+activated:
+  description:
+    - Whether C(current) points at O(revision) after this run (in check mode, whether it would).
+    - V(false) after O(activate=false) unless the fetched version was already current.
+  returned: always
+  type: bool
+  sample: true
 failed_files:
   description: Every file that could not be fetched and verified, with the reason.
   returned: on failure
@@ -473,6 +512,27 @@ def prune(root, keep, current, history):
     return removed
 
 
+def verified_version(module, root, target, action):
+    """Verify an existing version directory against its SHA256SUMS (cache permitting); return its cache."""
+    target_dir = os.path.join(root, target)
+    if not os.path.isdir(target_dir) or os.path.islink(target_dir):
+        module.fail_json(msg=f"cannot {action} {target}: {target_dir} is not a version directory; fetch it first "
+                             "with state=present and revision set")
+    cache = StateCache(target_dir)
+    expected = {rel: entry["sha256"] for rel, entry in cache.entries.items() if isinstance(entry, dict)}
+    manifest = os.path.join(target_dir, MANIFEST_NAME)
+    if os.path.exists(manifest):
+        with open(manifest, encoding="utf-8") as handle:
+            expected = parse_manifest(handle.read(), source=manifest)
+    result = verify_tree(target_dir, expected, cache, module.params["verify"], module.params["workers"])
+    bad = dict(result["bad"], **{rel: "missing" for rel in result["missing"]})
+    if bad or not expected:
+        module.fail_json(msg=f"cannot {action} {target}: it does not verify "
+                             f"({', '.join(f'{k}: {v}' for k, v in sorted(bad.items())) or 'no manifest'}); "
+                             "fetch it again with state=present and revision set", failed_files=bad)
+    return cache
+
+
 def do_rollback(module):
     root = model_root(module)
     current = current_target(root)
@@ -485,19 +545,7 @@ def do_rollback(module):
         module.fail_json(msg=f"no earlier version of {root} to roll back to (kept: {', '.join(history) or 'none'}); "
                              "raise keep to retain more versions", previous=current)
     target = earlier[-1]
-    target_dir = os.path.join(root, target)
-    cache = StateCache(target_dir)
-    expected = {rel: entry["sha256"] for rel, entry in cache.entries.items() if isinstance(entry, dict)}
-    manifest = os.path.join(target_dir, MANIFEST_NAME)
-    if os.path.exists(manifest):
-        with open(manifest, encoding="utf-8") as handle:
-            expected = parse_manifest(handle.read(), source=manifest)
-    result = verify_tree(target_dir, expected, cache, module.params["verify"], module.params["workers"])
-    bad = dict(result["bad"], **{rel: "missing" for rel in result["missing"]})
-    if bad or not expected:
-        module.fail_json(msg=f"cannot roll back to {target}: it does not verify "
-                             f"({', '.join(f'{k}: {v}' for k, v in sorted(bad.items())) or 'no manifest'}); "
-                             "fetch it again with state=present and revision set", failed_files=bad)
+    cache = verified_version(module, root, target, "roll back to")
     diff = {"before": {"current": current}, "after": {"current": target}}
     if not module.check_mode:
         cache.save()
@@ -505,8 +553,37 @@ def do_rollback(module):
         # the version rolled back from stays on disk, just before the target in history, until keep prunes it
         write_history(root, [v for v in history if v not in (current, target)] + [current, target])
     extra = {"diff": diff} if module._diff else {}
-    module.exit_json(changed=True, path=target_dir, current=os.path.join(root, CURRENT), revision=target,
-                     previous=current, removed_versions=[], **extra)
+    module.exit_json(changed=True, path=os.path.join(root, target), current=os.path.join(root, CURRENT),
+                     revision=target, previous=current, activated=True, removed_versions=[], **extra)
+
+
+def do_switch(module):
+    """Point current at an existing, verified version directory (staged earlier with activate=false)."""
+    root = model_root(module)
+    target = module.params["revision"]
+    if not target or not VERSION_NAME.match(target) or target == CURRENT:
+        module.fail_json(msg=f"state=switch needs revision set to the name of a version directory under {root} "
+                             f"(got {target!r})")
+    current = current_target(root)
+    cache = verified_version(module, root, target, "switch to")
+    old_history = read_history(root)
+    history = [v for v in old_history if v != target and os.path.isdir(os.path.join(root, v))] + [target]
+    changed = current != target or history != old_history
+    result = {"path": os.path.join(root, target), "current": os.path.join(root, CURRENT), "revision": target,
+              "previous": current, "activated": True, "removed_versions": []}
+    if module._diff and current != target:
+        result["diff"] = {"before": {"current": current}, "after": {"current": target}}
+    if module.check_mode:
+        module.exit_json(changed=changed, **result)
+    cache.save()
+    if current != target:
+        switch_current(root, target)
+    if history != old_history:
+        write_history(root, history)
+    result["removed_versions"] = prune(root, module.params["keep"], target, history)
+    if result["removed_versions"]:
+        write_history(root, [v for v in history if v not in result["removed_versions"]])
+    module.exit_json(changed=changed or bool(result["removed_versions"]), **result)
 
 
 def write_progress(path):
@@ -561,6 +638,9 @@ def finish(module, work, result):
     if old_manifest != manifest_text:
         atomic_write(manifest_path, manifest_text)
     result["manifest_sha256"] = hashlib.sha256(manifest_text.encode("utf-8")).hexdigest()
+    if not module.params["activate"]:
+        # staged: current, the history and the other versions stay as they are until state=switch
+        return
     old_history = read_history(root)
     history = [v for v in old_history if v != version and os.path.isdir(os.path.join(root, v))] + [version]
     if work["previous"] != version:
@@ -577,11 +657,12 @@ def do_present(module, fetcher):
     work = plan(module, fetcher)
     jobs, state, cache = work["jobs"], work["state"], work["cache"]
     previous, version = work["previous"], work["version"]
-    link_changes = previous != version
+    link_changes = previous != version and p["activate"]
     result = {"path": work["dir"], "current": os.path.join(work["root"], CURRENT), "revision": version,
               "files": len(work["files"]), "bytes_total": sum(f["size"] or 0 for f in work["files"]),
               "fetched": [j["path"] for j in jobs], "bytes_transferred": 0, "hashed": len(state["hashed"]),
-              "removed_bad": sorted(state["bad"]), "removed_versions": [], "previous": previous}
+              "removed_bad": sorted(state["bad"]), "removed_versions": [], "previous": previous,
+              "activated": previous == version or p["activate"]}
     if module._diff and link_changes:
         result["diff"] = {"before": {"current": previous}, "after": {"current": version}}
     if module.check_mode:
@@ -619,12 +700,14 @@ def do_present(module, fetcher):
 def run_module(module, fetcher=None):
     if module.params["state"] == "rollback":
         do_rollback(module)
+    if module.params["state"] == "switch":
+        do_switch(module)
     do_present(module, fetcher if fetcher is not None else make_fetcher(module))
 
 
 def argument_spec():
     return {
-        "state": {"type": "str", "choices": ["present", "rollback"], "default": "present"},
+        "state": {"type": "str", "choices": ["present", "rollback", "switch"], "default": "present"},
         "source": {"type": "str", "choices": ["http", "huggingface", "modelscope", "local"]},
         "url": {"type": "str"},
         "endpoint": {"type": "str"},
@@ -649,6 +732,7 @@ def argument_spec():
         "bandwidth_limit": {"type": "int", "default": 0},
         "block_size": {"type": "int", "default": 4194304},
         "keep": {"type": "int", "default": 2},
+        "activate": {"type": "bool", "default": True},
         "space_reserve": {"type": "int", "default": 1073741824},
         "progress_file": {"type": "path"},
     }
@@ -656,7 +740,7 @@ def argument_spec():
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           required_if=[("state", "present", ["source"])])
+                           required_if=[("state", "present", ["source"]), ("state", "switch", ["revision"])])
     run_module(module)
 
 
