@@ -457,6 +457,9 @@ class _AtomicOutput:
 class _Pipeline:
     """Runs chunk jobs on ``workers`` threads and hands their results back in order.
 
+    With one worker there is no pool: each job runs on the calling thread, which also reads, hashes and
+    writes, so ``workers`` is the number of cores the work can use (one worker, one core).
+
     The caller submits jobs in order; ``submit`` first consumes the oldest result once
     ``depth * workers`` jobs are in flight, so memory is bounded by a ring of
     ``depth * workers + 1`` preallocated input and output buffers: slot ``i % slots`` is only
@@ -472,13 +475,16 @@ class _Pipeline:
         self.outputs = [bytearray(out_size) for _slot in range(self.slots)]
         self.consume = consume
         self.pending = collections.deque()
-        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
 
     def buffers(self, index):
         slot = index % self.slots
         return self.inputs[slot], self.outputs[slot]
 
     def submit(self, fn, *args):
+        if self.pool is None:
+            self.consume(fn(*args))
+            return
         while len(self.pending) >= self.limit:
             self.consume(self.pending.popleft().result())
         self.pending.append(self.pool.submit(fn, *args))
@@ -490,7 +496,8 @@ class _Pipeline:
     def close(self):
         for fut in self.pending:
             fut.cancel()
-        self.pool.shutdown(wait=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
     def __enter__(self):
         return self

@@ -85,7 +85,7 @@ options:
     default: 1048576
   workers:
     description:
-      - Number of threads that encrypt or decrypt chunks in parallel.
+      - Number of threads that encrypt or decrypt chunks in parallel; with V(1) all the work runs on one thread.
       - Defaults to the number of CPUs of the managed host, at most 8.
     type: int
   force:
