@@ -16,7 +16,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(COLL_ROOT)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help deps venv test-vm collection image demo demo-down test lint sanity units integration molecule bench build clean
+.PHONY: help deps venv test-vm collection image demo demo-down test lint sanity units integration molecule bench build ee clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,10 @@ integration: venv collection ## pytest tests/integration (real services on loopb
 
 molecule: venv collection image ## every molecule scenario
 	bash tests/run.sh molecule
+
+ee: venv ## Build context of the AWX execution environment (build/ee/context; then ansible-builder build)
+	rm -rf build/ee && $(BIN)/ansible-galaxy collection build --output-path build/ee .
+	$(BIN)/ansible-builder create -f execution-environment.yml --context build/ee/context
 
 bench: deps venv collection image ## BENCH lines for every figure this machine can measure
 	bash tests/bench/run.sh
