@@ -11,5 +11,9 @@ export WORK=${WORK:-$repo/tests/output/gpu-rehearsal}
 export PATH=$here/rehearsal:$PATH
 export PYTHONPATH=$here/rehearsal:$WORK/collections${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$WORK/collections/ansible_collections/onprem"
+# The PCI bus the nvidia_driver role reads: the profile's GPUs (and NVSwitches) in a sysfs tree.
+rm -rf "$WORK/pci"
+export NVIDIA_DRIVER_SYSFS_ROOT
+NVIDIA_DRIVER_SYSFS_ROOT=$(python3 "$here/rehearsal/sysfs_double.py" "$WORK/pci")
 ln -sfn "$repo" "$WORK/collections/ansible_collections/onprem/deepseek"
 exec bash "$here/run.sh"

@@ -58,6 +58,12 @@ cd "$repo"
   "${playbook[@]}" tests/gpu/gpu_facts_vs_nvidia_smi.yml
   "${playbook[@]}" tests/gpu/model_plan_on_this_host.yml
   "${playbook[@]}" tests/gpu/preflight_on_this_host.yml
+  # Both plays together must change nothing: the satisfied pin, and the unsatisfied one that fails early.
+  "${playbook[@]}" ${NVIDIA_DRIVER_SYSFS_ROOT:+-e "nvidia_driver_sysfs_root=$NVIDIA_DRIVER_SYSFS_ROOT"} \
+    tests/gpu/nvidia_driver_on_this_host.yml | tee "$WORK/nvidia_driver.log"
+  grep -Eq '^localhost +: ok=[0-9]+ +changed=0 +unreachable=0 +failed=0' "$WORK/nvidia_driver.log" \
+    || die "nvidia_driver changed something on this host, or failed: see the PLAY RECAP in $WORK/nvidia_driver.log"
+  echo "run.sh: nvidia_driver recognised the installed driver with changed=0"
   "$venv/bin/python" tests/gpu/bench.py
 } 2>&1 | tee "$log"
 echo "run.sh: all passed; output kept in $log"

@@ -70,8 +70,12 @@ def main():
         print("\t<driver_version>580.159.04</driver_version>\n\t<cuda_version>13.0</cuda_version>")
         print(f"\t<attached_gpus>{len(gpus)}</attached_gpus>")
         print("".join(gpu_xml(gpu) for gpu in gpus) + "</nvidia_smi_log>")
-    elif any(arg.startswith("--query-gpu") for arg in sys.argv):
-        print("\n".join(f"{gpu['name']}, 580.159.04" for gpu in gpus))
+    elif any(arg.startswith("--query-gpu=") for arg in sys.argv):
+        fields = next(arg for arg in sys.argv if arg.startswith("--query-gpu=")).split("=", 1)[1].split(",")
+        values = {"name": lambda gpu: gpu["name"], "driver_version": lambda gpu: "580.159.04"}
+        if any(field not in values for field in fields):
+            sys.exit(f"rehearsal nvidia-smi answers --query-gpu only for {', '.join(values)}")
+        print("\n".join(", ".join(values[field](gpu) for field in fields) for gpu in gpus))
     else:
         sys.exit("rehearsal nvidia-smi answers only -q -x and --query-gpu")
 
