@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   python3 python3-venv python3-pip make git rsync ca-certificates openssl
   podman runc debootstrap slirp4netns uidmap fuse-overlayfs iptables
-  shellcheck nginx-light curl wrk
+  shellcheck nginx-light curl wrk dpkg-dev apt-utils
   prometheus prometheus-node-exporter prometheus-alertmanager
 )
 
