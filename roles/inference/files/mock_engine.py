@@ -4,7 +4,7 @@
 
 An OpenAI-compatible HTTP server (standard library only, Python 3.9+) that answers like vLLM's:
 
-  GET  /v1/models                 the one served model name
+  GET  /v1/models                 the one served model name; ``root`` is the model directory, as in vLLM
   POST /v1/chat/completions       canned text, token by token; ``"stream": true`` gives SSE chunks
   POST /v1/completions            same for a plain prompt
   GET  /health                    200, or 503 with failure injection
@@ -21,6 +21,11 @@ Failure injection and pacing (flags, or MOCK_* environment variables of the same
   --health-fail       /health answers 503 (MOCK_HEALTH_FAIL=1)
   --die-after N       exit abruptly (no cleanup, like a crash) after N completed /v1 POSTs (MOCK_DIE_AFTER)
   --request-log FILE  append the X-Request-ID of every /v1 POST as it arrives (tests use it)
+  --model-dir DIR     the model directory a real engine would load (MOCK_MODEL_DIR). The mock reads no file in
+                      it; it resolves links once at start, as an engine that loads its weights at start would
+                      (``<store>/<repo>/current`` -> the version directory), and reports the result in
+                      /v1/models ``root`` and in an ``X-Model-Dir`` header on every answer, so tests can tell
+                      which model revision an engine serves after a switch of ``current`` and a restart.
 
 SIGTERM drains like uvicorn: the listening socket closes at once, answers in flight finish (with
 ``Connection: close``), then the process exits. SIGKILL is a crash.
@@ -178,6 +183,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def end_common_headers(self):
         self.send_header("X-Engine", self.state.options.engine_id)
+        if self.state.options.model_dir:
+            self.send_header("X-Model-Dir", self.state.options.model_dir)
         if self.state.draining:
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -231,7 +238,8 @@ class Handler(BaseHTTPRequestHandler):
                 name = self.state.options.served_model_name
                 self.send_json(200, {"object": "list", "data": [
                     {"id": name, "object": "model", "created": int(time.time()), "owned_by": "onprem-mock",
-                     "root": name, "max_model_len": self.state.options.max_model_len}]})
+                     "root": self.state.options.model_dir or name,
+                     "max_model_len": self.state.options.max_model_len}]})
         elif path == "/ping":
             self.send_json(200, {"engine": self.state.options.engine_id})
         else:
@@ -425,7 +433,10 @@ def parse_args(argv=None):
     parser.add_argument("--drain-grace", type=float, default=env_default("MOCK_DRAIN_GRACE", 30.0, float))
     parser.add_argument("--request-log", default=os.environ.get("MOCK_REQUEST_LOG"))
     parser.add_argument("--access-log", action="store_true", default=env_default("MOCK_ACCESS_LOG", False, bool))
+    parser.add_argument("--model-dir", default=env_default("MOCK_MODEL_DIR", ""),
+                        help="model directory to report (links resolved once, at start); no file in it is read")
     options = parser.parse_args(argv)
+    options.model_dir = os.path.realpath(options.model_dir) if options.model_dir else ""
     options.api_key = os.environ.get(options.api_key_env, "") if options.api_key_env else ""
     if not 0 <= options.fail_rate <= 1:
         parser.error("--fail-rate must be between 0 and 1")
@@ -437,8 +448,9 @@ def main(argv=None):
     server, state = make_server(options)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(
         target=drain_and_exit, args=(server, state, options.drain_grace), daemon=True).start())
-    sys.stderr.write(f"mock engine (test double) {options.engine_id} serving {options.served_model_name!r} on "
-                     f"{options.host}:{server.server_address[1]}, api key {'set' if options.api_key else 'not set'}\n")
+    sys.stderr.write(f"mock engine (test double) {options.engine_id} serving {options.served_model_name!r} "
+                     f"({options.model_dir or 'no model directory'}) on {options.host}:{server.server_address[1]}, "
+                     f"api key {'set' if options.api_key else 'not set'}\n")
     sys.stderr.flush()
     try:
         server.serve_forever(poll_interval=0.2)

@@ -307,3 +307,83 @@ def test_progress_file(capsys, site, tmp_path):
     assert code == 0
     assert snapshot["files_done"] == snapshot["files_total"] == len(FILES)
     assert snapshot["bytes_done"] == snapshot["bytes_total"] == sum(len(d) for d in FILES.values())
+
+
+def versions_on_disk(root):
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+
+
+def history(root):
+    return json.loads((root / ".model_fetch_history.json").read_text())["versions"]
+
+
+def test_stage_with_activate_false_then_switch_quartets(capsys, site, tmp_path):
+    root = tmp_path / REPO
+    base = dict(SOURCES["http"], store=str(tmp_path), keep=1)
+    code, _first, _err = run(capsys, dict(base, revision="r1"))
+    assert code == 0 and os.readlink(root / "current") == "r1"
+
+    stage = dict(base, revision="r2", activate=False)
+    outcomes = []
+    for check in (True, False, False, True):
+        code, result, _err = run(capsys, dict(stage, _ansible_check_mode=check))
+        assert code == 0, result
+        outcomes.append((result["changed"], result["activated"], result["previous"]))
+        assert os.readlink(root / "current") == "r1"
+    assert outcomes == [(True, False, "r1"), (True, False, "r1"), (False, False, "r1"), (False, False, "r1")]
+    # staged: verified with its own SHA256SUMS, not in the history, and keep=1 did not prune the version in use
+    assert versions_on_disk(root) == ["current", "r1", "r2"]
+    assert history(root) == ["r1"]
+    assert tree_digests(root / "r2") == expected_digests()
+
+    switch = {"state": "switch", "store": str(tmp_path), "name": REPO, "revision": "r2", "keep": 1}
+    switched = []
+    for check in (True, False, False, True):
+        code, result, _err = run(capsys, dict(switch, _ansible_check_mode=check, _ansible_diff=True))
+        assert code == 0, result
+        switched.append((result["changed"], result["previous"], result.get("diff")))
+        if check and not switched[:-1]:
+            assert os.readlink(root / "current") == "r1"
+    diff = {"before": {"current": "r1"}, "after": {"current": "r2"}}
+    assert switched == [(True, "r1", diff), (True, "r1", diff), (False, "r2", None), (False, "r2", None)]
+    assert os.readlink(root / "current") == "r2"
+    assert history(root) == ["r2"]
+    assert versions_on_disk(root) == ["current", "r2"]  # keep=1 prunes r1 once r2 is current
+
+
+def test_switch_then_rollback_returns_to_the_version_served_before(capsys, site, tmp_path):
+    root = tmp_path / REPO
+    base = dict(SOURCES["http"], store=str(tmp_path))
+    run(capsys, dict(base, revision="r1"))
+    run(capsys, dict(base, revision="r2", activate=False))
+    code, _result, _err = run(capsys, {"state": "switch", "store": str(tmp_path), "name": REPO, "revision": "r2"})
+    assert code == 0 and history(root) == ["r1", "r2"]
+
+    code, checked, _err = run(capsys, {"state": "rollback", "store": str(tmp_path), "name": REPO,
+                                       "_ansible_check_mode": True})
+    assert code == 0 and checked["revision"] == "r1" and checked["previous"] == "r2"
+    assert os.readlink(root / "current") == "r2"
+    code, rolled, _err = run(capsys, {"state": "rollback", "store": str(tmp_path), "name": REPO})
+    assert code == 0 and rolled["revision"] == "r1" and os.readlink(root / "current") == "r1"
+    # switching to the version already current changes nothing
+    code, again, _err = run(capsys, {"state": "switch", "store": str(tmp_path), "name": REPO, "revision": "r1"})
+    assert code == 0 and again["changed"] is False
+
+
+@pytest.mark.parametrize("revision, damage, message", [
+    ("r9", None, "is not a version directory"),
+    ("r2", "model-00002-of-00002.safetensors", "cannot switch to r2: it does not verify"),
+    ("current", None, "needs revision set to the name of a version directory"),
+    ("../r1", None, "needs revision set to the name of a version directory"),
+])
+def test_switch_refuses_what_is_not_a_verified_version(capsys, site, tmp_path, revision, damage, message):
+    root = tmp_path / REPO
+    base = dict(SOURCES["http"], store=str(tmp_path))
+    run(capsys, dict(base, revision="r1"))
+    run(capsys, dict(base, revision="r2", activate=False))
+    if damage:
+        (root / "r2" / damage).write_bytes(b"tampered")
+    code, result, _err = run(capsys, {"state": "switch", "store": str(tmp_path), "name": REPO, "revision": revision})
+    assert code == 1 and message in result["msg"], result["msg"]
+    assert os.readlink(root / "current") == "r1"
+    assert history(root) == ["r1"]
