@@ -8,8 +8,8 @@ point the real one at a local server.
 
 What a download guarantees:
 
-* the body streams in blocks of 256 KiB into ``<final>.partial`` in the destination directory, the network
-  read on one thread and the write + hash on another; SHA-256 (and git's blob SHA-1 when that is what a
+* the body streams in blocks of 256 KiB into ``<final>.partial`` in the destination directory, read and
+  written on one thread and hashed on another; SHA-256 (and git's blob SHA-1 when that is what a
   listing gives) is computed while the bytes arrive, never by a second read;
 * a ``.partial`` left by an earlier run (even one killed with SIGKILL) is resumed with ``Range``; its
   prefix is hashed again first. A 206 must carry a ``Content-Range`` starting at the requested offset;
@@ -438,16 +438,16 @@ class HttpFetcher:
     def _stream(self, body, partial, offset, want, hashers, progress):
         """Copy ``body`` into ``partial`` from ``offset``, hashing as it goes; fsync; return (end, bytes received).
 
-        The network read and the write + hash of the block before it run at the same time (socket reads, file
-        writes and SHA-256 of large blocks all release the GIL): a :class:`_BlockSink` thread writes and hashes
-        while this thread reads the next block. Whatever happens, every block read is on disk before this returns
-        or raises, so a resume finds the partial file equal to what was received."""
+        This thread reads a block and writes it; a :class:`_BlockSink` thread hashes it while the next block is
+        read and written (socket reads, file writes and SHA-256 of large blocks all release the GIL, and the two
+        halves cost about the same CPU). Every block read is on disk before the next read, so a resume finds the
+        partial file equal to what was received."""
         position = offset
         received = 0
         with open(partial, "r+b" if os.path.exists(partial) else "wb", buffering=0) as out:
             out.seek(offset)
             out.truncate(offset)
-            sink = _BlockSink(out, hashers, min(self.block_size, STREAM_BLOCK_SIZE), STREAM_DEPTH)
+            sink = _BlockSink(hashers, min(self.block_size, STREAM_BLOCK_SIZE), STREAM_DEPTH)
             try:
                 while body is not None:
                     view = sink.free_block()
@@ -463,6 +463,7 @@ class HttpFetcher:
                     if not got:
                         sink.release(view)
                         break
+                    _write_all(out, view[:got])
                     sink.submit(view, got)
                     position += got
                     received += got
@@ -478,14 +479,13 @@ class HttpFetcher:
 
 
 class _BlockSink:
-    """Writes blocks to a file and feeds them to the hashers on a thread of its own, in order.
+    """Feeds blocks to the hashers on a thread of its own, in order.
 
     ``free_block`` hands out one of ``depth`` reusable buffers (waiting while all are queued), ``submit`` queues
-    the first ``n`` bytes of one, ``close`` waits until every queued block is written and hashed and re-raises
-    the writer's error (disk full, I/O error) if it had one."""
+    the first ``n`` bytes of one, ``close`` waits until every queued block is hashed and re-raises the hashing
+    thread's error if it had one."""
 
-    def __init__(self, out, hashers, block_size, depth=3):
-        self.out = out
+    def __init__(self, hashers, block_size, depth=3):
         self.hashers = hashers
         self.free = queue.Queue()
         for _index in range(depth):
@@ -504,9 +504,6 @@ class _BlockSink:
             if self.error is None:
                 try:
                     block = view[:count]
-                    written = 0
-                    while written < count:
-                        written += self.out.write(block[written:])
                     for hasher in self.hashers:
                         hasher.update(block)
                 except BaseException as exc:  # pylint: disable=broad-exception-caught
@@ -535,6 +532,12 @@ class _BlockSink:
 
 class _Restart(Exception):
     """The server answered a ranged request in a way that forces a restart from byte 0."""
+
+
+def _write_all(out, block):
+    written = 0
+    while written < len(block):
+        written += out.write(block[written:])
 
 
 def _readinto(body, view):
