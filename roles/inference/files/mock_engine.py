@@ -160,6 +160,9 @@ class State:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: with Nagle's algorithm on, the body would wait for the
+    # client's delayed ACK (40 ms on Linux) on every keep-alive request. Real engines (uvicorn) set TCP_NODELAY too.
+    disable_nagle_algorithm = True
     server_version = "onprem-deepseek-mock-engine/1"
     sys_version = ""
     state: State = None  # set on the subclass by make_server
