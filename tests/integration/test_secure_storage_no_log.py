@@ -8,23 +8,14 @@ The key-file path is covered too: the key file's bytes, read back from the guest
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 import sys
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parent / "secure_storage"))
 import vmlib
 
-pytestmark = [
-    pytest.mark.skipif(
-        vmlib.qemu_binary() is None,
-        reason="qemu-system-x86_64 is not installed (apt-get install qemu-system-x86 qemu-utils)",
-    ),
-    pytest.mark.skipif(os.environ.get("ONPREM_VM_TESTS") != "1", reason="VM tests take minutes: set ONPREM_VM_TESTS=1"),
-]
+pytestmark = vmlib.pytest_marks()
 
 PASSPHRASE = "nolog-" + secrets.token_urlsafe(24)
 

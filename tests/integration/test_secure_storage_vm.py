@@ -19,7 +19,6 @@ Takes several minutes under software emulation, so it runs only with ONPREM_VM_T
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import shutil
 import subprocess
@@ -31,13 +30,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "secure_storage"))
 import vmlib
 
-pytestmark = [
-    pytest.mark.skipif(
-        vmlib.qemu_binary() is None,
-        reason="qemu-system-x86_64 is not installed (apt-get install qemu-system-x86 qemu-utils)",
-    ),
-    pytest.mark.skipif(os.environ.get("ONPREM_VM_TESTS") != "1", reason="VM tests take minutes: set ONPREM_VM_TESTS=1"),
-]
+pytestmark = vmlib.pytest_marks()
 
 PLAYBOOK = str(vmlib.REPO / "playbooks" / "secure_storage.yml")
 FAST_PBKDF = {"algorithm": "argon2id", "memory": 32768, "iteration_count": 4, "parallel": 1}

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("ONPREM_VM_CACHE", "/var/tmp/onprem-deepseek-vm"))
@@ -312,3 +314,15 @@ def shared_vm():
         vm.start()
         _shared["vm"] = vm
     return _shared["vm"]
+
+
+def pytest_marks():
+    """The skip conditions every VM test module shares: qemu installed, and the opt-in ONPREM_VM_TESTS=1."""
+    return [
+        pytest.mark.skipif(
+            qemu_binary() is None,
+            reason="qemu-system-x86_64 is not installed (apt-get install qemu-system-x86 qemu-utils)",
+        ),
+        pytest.mark.skipif(os.environ.get("ONPREM_VM_TESTS") != "1",
+                           reason="VM tests take minutes: set ONPREM_VM_TESTS=1"),
+    ]
