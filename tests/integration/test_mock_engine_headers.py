@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import io
+import random
 import socket
 
 import pytest
@@ -27,6 +28,17 @@ BLOCKS = {
     "folded": b"Host: a\r\nX-Long: one\r\n two\r\n\r\n",
     "line without colon": b"Host: a\r\nbad line\r\nX: y\r\n\r\n",
     "name with blank": b"Host : a\r\n\r\n",
+    "name with inner blank": b"X Y: z\r\nHost: a\r\n\r\n",
+    "mbox From line": b"From me: x\r\n\r\n",
+    "From header": b"From:x\r\n\r\n",
+    "control character in name": b"X\x00: y\r\n\r\n",
+    "DEL in name": b"\x7fX: y\r\n\r\n",
+    "latin-1 name": "Caf\u00e9: y\r\n\r\n".encode("iso-8859-1"),
+    "empty name": b": y\r\nHost: a\r\n\r\n",
+    "CR CR LF": b"X: y\r\r\nHost: a\r\n\r\n",
+    "lone CR inside a value": b"X: y\rz\r\nHost: a\r\n\r\n",
+    "no line end before end of stream": b"Host: a\r\nX: y",
+    "tab before value, blanks inside": b"X:\t y  z \r\n\r\n",
     "no blank after colon, trailing blanks": b"Host:a  \r\n\r\n",
     "empty value": b"X-Empty:\r\nHost: a\r\n\r\n",
     "bare LF": b"Host: a\nAccept: */*\n\n",
@@ -46,6 +58,33 @@ def parse(function, block):
 @pytest.mark.parametrize("block", BLOCKS.values(), ids=BLOCKS.keys())
 def test_same_result_as_the_standard_library(block):
     assert parse(mock_engine.parse_headers, block) == parse(http.client.parse_headers, block)
+
+
+def test_same_result_on_random_header_blocks():
+    """3,000 blocks (fixed seed): mostly well-formed lines, some with odd separators, blanks, control characters or
+    line ends in them, some plain noise; both the fast path and the fallback are taken many times."""
+    names = [b"Host", b"X-Forwarded-For", b"From", b"a", b"Z9", b"X Y", b"\xe9", b"", b" X", b"\tX"]
+    separators = [b":", b": ", b":\t", b" :", b"::", b""]
+    pieces = [b"a", b"value", b" ", b"\t", b":", b"-", b"/", b";", b"=", b"\x00", b"\x7f", b"\xe9", b"\x85", b"\r",
+              b"\n", b"\r\n"]
+    rng = random.Random(7)
+    fast = 0
+    for _case in range(3000):
+        lines = []
+        for _line in range(rng.randint(0, 6)):
+            if rng.random() < 0.8:
+                alphabet = pieces[:9] if rng.random() < 0.8 else pieces
+                value = [rng.choice(alphabet) for _piece in range(rng.randint(0, 4))]
+                line = rng.choice(names[:5]) + b": " + b"".join(value) if rng.random() < 0.7 else \
+                    rng.choice(names) + rng.choice(separators) + b"".join(value)
+            else:
+                line = b"".join(rng.choice(pieces + names) for _piece in range(rng.randint(0, 6)))
+            lines.append(line + rng.choice([b"\r\n", b"\r\n", b"\n"]))
+        block = b"".join(lines) + rng.choice([b"\r\n", b"\n", b"", b"\r\nbody"])
+        ours = parse(mock_engine.parse_headers, block)
+        assert ours == parse(http.client.parse_headers, block), block
+        fast += bool(ours[0]) and not ours[1]
+    assert fast > 500, fast  # many well-formed blocks (the fast path) among them: 1,006 with this seed
 
 
 def test_case_insensitive_lookup_and_repeated_headers():

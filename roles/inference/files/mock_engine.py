@@ -39,6 +39,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -162,6 +163,7 @@ class State:
 
 MAX_HEADER_LINE = 65536  # http.client's own limits
 MAX_HEADERS = 100
+HEADER_NAME = re.compile(r"[\041-\071\073-\176]+\Z")  # what email.feedparser accepts as a header name
 
 
 def parse_headers(fp, _class=http.client.HTTPMessage):
@@ -171,8 +173,8 @@ def parse_headers(fp, _class=http.client.HTTPMessage):
     build machine (more than nginx spends proxying one): that made the double slower per forwarded header than
     the real engines, whose HTTP servers (uvicorn with httptools) parse headers in C. Plain ``Name: value`` lines
     are stored as the email parser stores them (``set_raw``, value without leading blanks); anything else (a
-    folded line, a line without a colon, a name with blanks) goes to the standard parser, so the result is the
-    standard library's in every case.
+    folded line, a line without a colon, a name with blanks or characters outside printable ASCII) goes to the
+    standard parser, so the result is the standard library's in every case.
     """
     lines = []
     while True:
@@ -186,11 +188,13 @@ def parse_headers(fp, _class=http.client.HTTPMessage):
             break
     message = _class()
     for line in lines[:-1]:
-        name, colon, value = line.decode("iso-8859-1").partition(":")
-        if not colon or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
-            text = b"".join(lines).decode("iso-8859-1")
-            return email.parser.Parser(_class=_class).parsestr(text)
-        message.set_raw(name, value.lstrip(" \t").rstrip("\r\n"))
+        text = line.decode("iso-8859-1")
+        text = text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
+        name, colon, value = text.partition(":")
+        # a lone CR ends a line for the email parser too
+        if not colon or "\r" in value or not HEADER_NAME.match(name):
+            return email.parser.Parser(_class=_class).parsestr(b"".join(lines).decode("iso-8859-1"))
+        message.set_raw(name, value.lstrip(" \t"))
     return message
 
 
